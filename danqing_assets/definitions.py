@@ -1,0 +1,30 @@
+"""The Dagster code location: ``dagster dev`` (through workspace.yaml) serves these Definitions."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from .assets.raw_pairs import raw_pairs
+from .resources.common_crawl import CommonCrawlResource
+from .resources.io_manager import ObjectStoreIOManager
+from .resources.storage import StorageResource
+
+
+# Every asset, in pipeline order.
+ALL_ASSETS = [raw_pairs]
+
+
+def build_definitions() -> dg.Definitions:
+    """Definitions wired to the current settings (environment variables ``DANQING_*``)."""
+    storage = StorageResource.from_settings()
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        resources={
+            "storage": storage,
+            "common_crawl": CommonCrawlResource.from_settings(),
+            "io_manager": ObjectStoreIOManager(storage=storage),
+        },
+    )
+
+
+defs = build_definitions()

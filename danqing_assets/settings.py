@@ -1,0 +1,97 @@
+"""The one place for settings.
+
+Every value can be set with an environment variable named ``DANQING_<FIELD>``
+(for example ``DANQING_STORAGE_KIND=s3``). Assets and resources read settings
+through :func:`get_settings`, so a test can change the environment and call
+``get_settings.cache_clear()``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+COMMON_CRAWL_DATA_URL = "https://data.commoncrawl.org/"
+COMMON_CRAWL_COLLINFO_URL = "https://index.commoncrawl.org/collinfo.json"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DANQING_", extra="ignore")
+
+    # --- where things live -------------------------------------------------
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Working directory for the local object store, the sample crawl and scratch files.",
+    )
+    storage_kind: Literal["local", "s3"] = "local"
+    storage_root: Path | None = Field(
+        default=None, description="Local object store root; default <data_dir>/store."
+    )
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_bucket: str = "danqing"
+    s3_prefix: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+
+    # --- Common Crawl -------------------------------------------------------
+    cc_base_url: str = Field(
+        default=COMMON_CRAWL_DATA_URL,
+        description="Base of the crawl data: an http(s) URL or a local directory holding crawl-data/.",
+    )
+    cc_collinfo_url: str | None = Field(
+        default=None,
+        description="Crawl list; default: Common Crawl's index server for the public endpoint, "
+        "else <cc_base_url>/collinfo.json.",
+    )
+    cc_http_timeout_s: float = 60.0
+    cc_http_retries: int = 6
+    cc_http_backoff_s: float = 1.0
+    warc_files_per_snapshot: int = Field(
+        default=0, ge=0, description="How many WARC files of a snapshot one run takes (0 = all)."
+    )
+    warc_files_per_shard: int = Field(default=1, ge=1, description="WARC files processed by one step.")
+
+    # --- extraction ---------------------------------------------------------
+    warc_reader: Literal["fastwarc", "warcio"] = "fastwarc"
+    page_languages: str = Field(
+        default="zho",
+        description="Comma-separated ISO 639-3 codes from Common Crawl's languages-cld2 tag; "
+        "pages tagged with none of them are skipped. Empty: parse every page.",
+    )
+    max_page_bytes: int = Field(default=5 * 1024 * 1024, description="Larger HTML bodies are skipped.")
+    max_images_per_page: int = Field(default=1000, description="Further <img> tags on a page are ignored.")
+    max_alt_chars: int = Field(default=2000, description="Longer alt/title texts are dropped.")
+    max_url_chars: int = Field(default=2048, description="Longer image URLs are dropped.")
+
+    # --- the embedded demo ----------------------------------------------------
+    sample_host_suffix: str = Field(
+        default=".danqing-sample.test",
+        description="Hosts of the bundled sample crawl; the demo resolves them to its local server.",
+    )
+
+    @property
+    def resolved_storage_root(self) -> Path:
+        return (self.storage_root or self.data_dir / "store").resolve()
+
+    @property
+    def resolved_collinfo_url(self) -> str:
+        if self.cc_collinfo_url:
+            return self.cc_collinfo_url
+        if self.cc_base_url.rstrip("/") == COMMON_CRAWL_DATA_URL.rstrip("/"):
+            return COMMON_CRAWL_COLLINFO_URL
+        return self.cc_base_url.rstrip("/") + "/collinfo.json"
+
+    @property
+    def page_language_codes(self) -> frozenset[str]:
+        return frozenset(c.strip() for c in self.page_languages.split(",") if c.strip())
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
