@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from resiliparse.parse.encoding import detect_encoding
@@ -72,20 +73,29 @@ def meta_charset(body: bytes) -> str | None:
     return m.group(1).decode("ascii") if m else None
 
 
+def _candidates(body: bytes, content_type: str) -> Iterator[tuple[str, str]]:
+    """(codec, source) in the browser's order of trust; detection runs only if it is reached."""
+    seen: set[str] = set()
+    labels = (
+        ("http_header", lambda: header_charset(content_type)),
+        ("meta", lambda: meta_charset(body)),
+        ("detected", lambda: detect_encoding(body, html5_compatible=False) or "utf-8"),
+        ("fallback", lambda: "utf-8"),
+    )
+    for source, label in labels:
+        codec = normalize_charset(label())
+        if codec and codec not in seen:
+            seen.add(codec)
+            yield codec, source
+
+
 def decode_html(body: bytes, content_type: str = "") -> DecodedHtml:
-    """Decode with the first charset that decodes cleanly, in the browser's order of trust."""
+    """Decode with the first charset that fits, in the browser's order of trust."""
     if body.startswith(codecs.BOM_UTF8):
         return DecodedHtml(body[3:].decode("utf-8", "replace"), "utf-8", "bom")
-    candidates: list[tuple[str, str]] = []
-    for source, label in (("http_header", header_charset(content_type)), ("meta", meta_charset(body))):
-        codec = normalize_charset(label)
-        if codec and all(codec != c for c, _ in candidates):
-            candidates.append((codec, source))
-    detected = normalize_charset(detect_encoding(body, html5_compatible=False) or "utf-8") or "utf-8"
-    for codec, source in ((detected, "detected"), ("utf-8", "fallback")):
-        if all(codec != c for c, _ in candidates):
-            candidates.append((codec, source))
-    for codec, source in candidates:
+    first: tuple[str, str] | None = None
+    for codec, source in _candidates(body, content_type):
+        first = first or (codec, source)
         try:
             return DecodedHtml(body.decode(codec), codec, source)
         except UnicodeDecodeError:
@@ -95,5 +105,6 @@ def decode_html(body: bytes, content_type: str = "") -> DecodedHtml:
         text = body.decode(codec, "replace")
         if text.count("\ufffd") <= len(body) * _MAX_BAD_BYTE_SHARE:
             return DecodedHtml(text, codec, source, replaced=True)
-    codec, source = candidates[0]
+    assert first is not None  # "fallback" always yields utf-8
+    codec, source = first
     return DecodedHtml(body.decode(codec, "replace"), codec, source, replaced=True)
