@@ -5,13 +5,14 @@ from __future__ import annotations
 import dagster as dg
 
 from .assets.raw_pairs import raw_pairs
+from .assets.text_filtered_pairs import text_filtered_pairs
 from .resources.common_crawl import CommonCrawlResource
 from .resources.io_manager import ObjectStoreIOManager
 from .resources.storage import StorageResource
 
 
 # Every asset, in pipeline order.
-ALL_ASSETS = [raw_pairs]
+ALL_ASSETS = [raw_pairs, text_filtered_pairs]
 
 
 def build_definitions() -> dg.Definitions:

@@ -69,6 +69,20 @@ class Settings(BaseSettings):
     max_alt_chars: int = Field(default=2000, description="Longer alt/title texts are dropped.")
     max_url_chars: int = Field(default=2048, description="Longer image URLs are dropped.")
 
+    # --- text stage (defaults: the paper's where it gives one) --------------------------
+    text_min_words: int = Field(default=5, description="Fewest jieba words a caption may have.")
+    text_max_words: int = Field(default=60, description="Most jieba words a caption may have.")
+    text_min_han_ratio: float = Field(default=0.3, description="Least share of Han characters among letters.")
+    text_min_langid_percent: int = Field(default=50, description="CLD2 must cover this % of a text to call it non-Chinese.")
+    text_max_unk_tokens: int = Field(default=5, description="Most [UNK] tokens under Chinese-CLIP's tokenizer.")
+    text_min_entropy_bits: float = Field(default=2.0, description="Least character entropy (bits) of a caption.")
+    domain_blocklist_file: Path | None = Field(default=None, description="Extra blocked domains, one per line.")
+    generic_alts_file: Path | None = Field(default=None, description="Extra generic alts, one per line.")
+    sensitive_words_file: Path | None = Field(default=None, description="Extra sensitive words, one per line.")
+    text_safety_classifier: str | None = Field(default=None, description="'package.module:factory' of a text classifier.")
+    text_safety_model_path: str | None = Field(default=None, description="Model path handed to that factory.")
+    text_safety_threshold: float = Field(default=0.5, description="Unsafe score from which a caption is dropped.")
+
     # --- the embedded demo ----------------------------------------------------
     sample_host_suffix: str = Field(
         default=".danqing-sample.test",

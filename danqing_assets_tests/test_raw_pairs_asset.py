@@ -107,8 +107,11 @@ def test_raw_pairs_on_a_real_s3_server(s3_server, sample_mirror, sample_server):
 def test_the_code_location_loads_and_has_the_expected_shape():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {"raw_pairs"}
-    assert [a.key.to_user_string() for a in ALL_ASSETS] == ["raw_pairs"]
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {"raw_pairs", "text_filtered_pairs", "text_rejected_pairs"}
+    assert all(a.partitions_def == cc_snapshots for a in ALL_ASSETS)
+    text_deps = {k.to_user_string() for k in graph.get(dg.AssetKey("text_filtered_pairs")).parent_keys}
+    assert text_deps == {"raw_pairs"}
     assert raw_pairs.partitions_def == cc_snapshots and cc_snapshots.name == "cc_snapshots"
     assert set(defs.resources) == {"storage", "common_crawl", "io_manager"}
 
