@@ -76,6 +76,8 @@ def test_text_stage_keeps_real_captions_drops_the_rest_and_the_funnel_adds_up(tm
     text_meta = meta["text_filtered_pairs"]
     assert text_meta["dagster/row_count"].value == kept.height
     assert text_meta["funnel"].value.count("\n") == len(steps) + 1
-    assert "![caption length histogram](data:image/png;base64," in text_meta["caption_length_histogram"].value
+    inline = text_meta["caption_length_histogram"].value
+    assert inline.startswith("![caption length histogram](data:image/png;base64,") and len(inline) < 1000
+    assert text_meta["caption_length_chart"].value.startswith("![caption length chart with axes](data:image/png;base64,")
     assert "boilerplate:file_name" in text_meta["rejected_examples"].value
     assert meta["text_rejected_pairs"]["dagster/row_count"].value == rejected.height

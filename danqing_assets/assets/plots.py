@@ -34,6 +34,22 @@ def bar_chart_png(labels: Sequence[str], values: Sequence[int], title: str, widt
     return buffer.getvalue()
 
 
+def sparkline_png(values: Sequence[int], bar_width: int = 2, gap: int = 1, height: int = 64) -> bytes:
+    """A 1-bit bar chart without text: small enough (a few hundred bytes) for the UI to show inline."""
+    width = len(values) * (bar_width + gap) + gap
+    image = Image.new("1", (width, height), 1)
+    draw = ImageDraw.Draw(image)
+    peak = max(values, default=0) or 1
+    for i, value in enumerate(values):
+        if value:
+            x0 = gap + i * (bar_width + gap)
+            draw.rectangle([x0, height - 2 - (height - 4) * value / peak, x0 + bar_width - 1, height - 2], fill=0)
+    draw.line([(0, height - 1), (width, height - 1)], fill=0)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
 def histogram(values: Sequence[int], lo: int, hi: int) -> tuple[list[str], list[int]]:
     """Counts per integer value in [lo, hi]; values outside are added to the edge bins."""
     counts = [0] * (hi - lo + 1)
