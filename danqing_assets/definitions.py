@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .assets.downloaded_images import downloaded_images
+from .assets.image_filtered_pairs import image_filtered_pairs
 from .assets.raw_pairs import raw_pairs
 from .assets.text_filtered_pairs import text_filtered_pairs
 from .resources.common_crawl import CommonCrawlResource
@@ -12,7 +14,7 @@ from .resources.storage import StorageResource
 
 
 # Every asset, in pipeline order.
-ALL_ASSETS = [raw_pairs, text_filtered_pairs]
+ALL_ASSETS = [raw_pairs, text_filtered_pairs, downloaded_images, image_filtered_pairs]
 
 
 def build_definitions() -> dg.Definitions:

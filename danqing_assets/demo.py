@@ -41,6 +41,19 @@ def _prepare_dagster_home(data_dir: Path) -> Path:
     return home
 
 
+def sample_crawl_environment(port: int, host_suffix: str) -> dict[str, str]:
+    """Settings that point the pipeline at a local sample-crawl server.
+
+    The sample pages name image hosts under ``host_suffix``; they resolve to the
+    server, and the SSRF guard admits exactly that loopback port and no other.
+    """
+    return {
+        "DANQING_CC_BASE_URL": f"http://127.0.0.1:{port}/",
+        "DANQING_HOST_OVERRIDES": f"*{host_suffix}=127.0.0.1:{port}",
+        "DANQING_NETWORK_ALLOWLIST": f"127.0.0.1:{port}",
+    }
+
+
 @contextmanager
 def _sample_crawl(data_dir: Path):
     """Build the sample mirror, serve it, and point the settings at it."""
@@ -50,7 +63,7 @@ def _sample_crawl(data_dir: Path):
     mirror = build_sample_mirror(data_dir / "sample-crawl")
     _say(f"sample crawl: {len(mirror.snapshots)} snapshots built in {time.perf_counter() - started:.1f}s at {mirror.root}")
     with SampleCrawlServer(mirror.root) as server:
-        os.environ["DANQING_CC_BASE_URL"] = server.base_url
+        os.environ.update(sample_crawl_environment(server.port, get_settings().sample_host_suffix))
         os.environ.pop("DANQING_CC_COLLINFO_URL", None)
         get_settings.cache_clear()
         _say(f"sample crawl served at {server.base_url} (127.0.0.1 only)")

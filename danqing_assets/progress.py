@@ -21,7 +21,11 @@ class Progress:
         self.done = 0
 
     def advance(self, n: int = 1, note: str = "") -> None:
-        self.done += n
+        self.update(self.done + n, note)
+
+    def update(self, done: int, note: str = "") -> None:
+        """Report ``done`` items so far."""
+        self.done = done
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         of_total = f"/{self.total}" if self.total is not None else ""
         line = f"[{self.stage}] {self.done}{of_total} {self.unit} · {self.done / elapsed:,.1f} {self.unit}/s"

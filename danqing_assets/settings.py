@@ -83,6 +83,43 @@ class Settings(BaseSettings):
     text_safety_model_path: str | None = Field(default=None, description="Model path handed to that factory.")
     text_safety_threshold: float = Field(default=0.5, description="Unsafe score from which a caption is dropped.")
 
+    # --- image download ------------------------------------------------------------
+    download_user_agent: str = Field(
+        default="danqing-assets/0.1 (image-text dataset curation; honours robots.txt and X-Robots-Tag noai)",
+        description="User-Agent of every image and robots.txt request.",
+    )
+    download_concurrency: int = Field(default=64, description="Downloads in flight per worker.")
+    download_per_host_concurrency: int = Field(default=4, description="Downloads in flight per host.")
+    download_timeout_s: float = Field(default=30.0, description="Whole-download deadline per image.")
+    download_retries: int = Field(default=3, description="Retries of 429/5xx/timeouts per image.")
+    download_max_bytes: int = Field(default=20 * 1024 * 1024, description="Larger bodies are cut off and dropped.")
+    download_max_redirects: int = 5
+    download_respect_robots: bool = True
+    download_urls_per_shard: int = Field(default=2000, description="Image URLs per download step.")
+    network_allowlist: str = Field(
+        default="",
+        description="Comma-separated IPs, CIDRs or ip:port the SSRF guard admits although private or loopback.",
+    )
+    host_overrides: str = Field(
+        default="",
+        description="Comma-separated host=ip:port pairs (curl --resolve style); '*.suffix' matches subdomains.",
+    )
+
+    # --- image decoding and visual filters (defaults: the paper's) -----------------------
+    image_max_pixels: int = Field(default=64_000_000, description="Larger images are refused as decompression bombs.")
+    image_max_side: int = Field(default=1024, description="Stored images are resized to this longest side.")
+    image_jpeg_quality: int = 90
+    image_min_aspect: float = Field(default=1 / 3, description="Least width/height.")
+    image_max_aspect: float = Field(default=3.0, description="Most width/height.")
+    image_min_short_edge: int = Field(default=101, description="Shortest edge must be at least this (paper: > 100 px).")
+    image_min_pixel_std: float = Field(default=2.0, description="Least standard deviation of grey values.")
+    image_min_laplacian_var: float = Field(default=1000.0, description="Least variance of the Laplacian (blur).")
+    image_min_entropy: float = Field(default=3.0, description="Least entropy (bits) of the grey histogram.")
+    phash_max_distance: int = Field(default=4, description="Hamming distance within which pHashes are near-duplicates.")
+    image_safety_classifier: str | None = Field(default=None, description="'package.module:factory' of an NSFW classifier.")
+    image_safety_model_path: str | None = None
+    image_safety_threshold: float = 0.5
+
     # --- the embedded demo ----------------------------------------------------
     sample_host_suffix: str = Field(
         default=".danqing-sample.test",

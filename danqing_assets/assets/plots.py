@@ -58,5 +58,25 @@ def histogram(values: Sequence[int], lo: int, hi: int) -> tuple[list[str], list[
     return [str(v) for v in range(lo, hi + 1)], counts
 
 
-def markdown_image(png: bytes, alt: str) -> str:
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+def contact_sheet_jpeg(rows: Sequence[tuple[str, Sequence[Image.Image]]], thumb: int = 96, per_row: int = 8) -> bytes:
+    """Thumbnails in labelled rows (one row per label), as one JPEG."""
+    label_w, pad = 150, 4
+    width = label_w + per_row * (thumb + pad) + pad
+    height = max(len(rows), 1) * (thumb + pad) + pad
+    sheet = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for r, (label, images) in enumerate(rows):
+        y = pad + r * (thumb + pad)
+        draw.text((4, y + thumb // 2 - 6), label[:24], fill=_INK, font=font)
+        for c, image in enumerate(images[:per_row]):
+            tile = image.copy()
+            tile.thumbnail((thumb, thumb))
+            sheet.paste(tile, (label_w + pad + c * (thumb + pad) + (thumb - tile.width) // 2, y + (thumb - tile.height) // 2))
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="JPEG", quality=80, optimize=True)
+    return buffer.getvalue()
+
+
+def markdown_image(data: bytes, alt: str, mime: str = "image/png") -> str:
+    return f"![{alt}](data:{mime};base64,{base64.b64encode(data).decode('ascii')})"

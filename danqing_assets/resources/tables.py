@@ -24,10 +24,15 @@ class TableManifest:
     rows: int
     schema: dict[str, str]
     stats: dict = field(default_factory=dict)
+    files: tuple[str, ...] = ()  # other objects the partition owns (e.g. WebDataset shards)
 
     @classmethod
     def from_dict(cls, data: dict) -> TableManifest:
-        return cls(**{**data, "parts": tuple(data["parts"])})
+        return cls(**{**data, "parts": tuple(data["parts"]), "files": tuple(data.get("files", ()))})
+
+    @property
+    def objects(self) -> tuple[str, ...]:
+        return self.parts + self.files
 
 
 def table_prefix(asset: str, partition: str) -> str:
@@ -42,14 +47,18 @@ def part_key(asset: str, partition: str, name: str) -> str:
     return f"{table_prefix(asset, partition)}/parts/{name}.parquet"
 
 
+def file_key(asset: str, partition: str, name: str) -> str:
+    return f"{table_prefix(asset, partition)}/files/{name}"
+
+
 def commit_table(store: ObjectStore, manifest: TableManifest) -> list[str]:
-    """Publish a partition: write its manifest, then delete parts only the old manifest used."""
-    for key in manifest.parts:
+    """Publish a partition: write its manifest, then delete objects only the old manifest used."""
+    for key in manifest.objects:
         if not store.exists(key):
-            raise FileNotFoundError(f"cannot commit {manifest.asset}/{manifest.partition}: part {key} is missing")
+            raise FileNotFoundError(f"cannot commit {manifest.asset}/{manifest.partition}: {key} is missing")
     old = load_manifest(store, manifest.asset, manifest.partition)
     put_json(store, manifest_key(manifest.asset, manifest.partition), asdict(manifest))
-    stale = sorted(set(old.parts) - set(manifest.parts)) if old else []
+    stale = sorted(set(old.objects) - set(manifest.objects)) if old else []
     for key in stale:
         store.delete(key)
     return stale
