@@ -12,7 +12,6 @@ counters in :mod:`.reasons`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -40,7 +39,7 @@ from danqing_assets.curation.images.reasons import (
     http_status,
 )
 from danqing_assets.curation.images.robots import RobotsCache, RobotsRules, forbids_ai, load_robots
-from danqing_assets.curation.images.sniff import read_image, sniff_image_format
+from danqing_assets.curation.images.sniff import read_image, release, sniff_image_format
 from danqing_assets.curation.images.urls import prepare_url, resolve_redirect, retry_delay
 
 __all__ = ["REASONS", "DownloadConfig", "DownloadResult", "NetworkPolicy", "download_all", "fetch_images",
@@ -49,7 +48,6 @@ __all__ = ["REASONS", "DownloadConfig", "DownloadResult", "NetworkPolicy", "down
 log = logging.getLogger(__name__)
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_DRAIN_BYTES, _DRAIN_TIMEOUT_S = 0, 1.0
 _ACCEPT = "image/avif,image/webp,image/apng,image/*;q=0.9,*/*;q=0.5"
 
 
@@ -232,7 +230,7 @@ class _Downloader:
                 return None, location
             return await self._finish(response, url), None
         finally:
-            await _release(response)
+            await release(response)
 
     async def _finish(self, response: httpx.Response, url: httpx.URL) -> _Outcome:
         status = response.status_code
@@ -256,17 +254,6 @@ class _Downloader:
         """robots.txt through the same client, host slots and deadline as the images."""
         async with self.slots.hold(robots_url.raw_host.decode("ascii")):
             return await load_robots(self.client, robots_url, self.config.total_timeout_s)
-
-
-async def _release(response: httpx.Response) -> None:
-    """Close a response; a short unread body (redirect, error page) is read first so the connection is reused."""
-    length = response.headers.get("Content-Length", "")
-    if not response.is_stream_consumed and length.isdigit() and int(length) <= _DRAIN_BYTES:
-        with contextlib.suppress(httpx.HTTPError, TimeoutError):
-            async with asyncio.timeout(_DRAIN_TIMEOUT_S):
-                async for _ in response.aiter_raw():
-                    pass
-    await response.aclose()
 
 
 async def fetch_images(urls: Iterable[str], config: DownloadConfig | None = None) -> AsyncIterator[DownloadResult]:

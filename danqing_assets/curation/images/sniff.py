@@ -4,15 +4,21 @@ Servers label HTML error pages ``image/jpeg`` and real PNGs ``text/html``, so
 the downloader trusts the magic numbers, never ``Content-Type``. SVG is not
 counted as an image: it is XML, and the raster stages after this one cannot
 decode it. A body is given up as soon as its first bytes show it is no
-image, or as soon as it passes the cap (endless bodies included).
+image, or as soon as it passes the cap (endless bodies included). Short
+unread bodies (redirects, error pages) are read before closing, so the
+connection (and its TLS handshake) is kept for the next request.
 """
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
 
 import httpx
 
 from danqing_assets.curation.images.reasons import EMPTY_BODY, NOT_AN_IMAGE, TOO_LARGE
 
+_DRAIN_BYTES, _DRAIN_TIMEOUT_S = 64 * 1024, 1.0
 # Bytes of a body that suffice to recognise every format below.
 SNIFF_BYTES = 32
 
@@ -90,3 +96,14 @@ async def read_image(response: httpx.Response, limit: int) -> tuple[str | None, 
         return EMPTY_BODY, None, None
     image_format = image_format or sniff_image_format(body)
     return (None, bytes(body), image_format) if image_format else (NOT_AN_IMAGE, None, None)
+
+
+async def release(response: httpx.Response) -> None:
+    """Close a response; a short unread body (redirect, error page) is read first so the connection is reused."""
+    length = response.headers.get("Content-Length", "")
+    if not response.is_stream_consumed and length.isdigit() and int(length) <= _DRAIN_BYTES:
+        with contextlib.suppress(httpx.HTTPError, TimeoutError):
+            async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+                async for _ in response.aiter_raw():
+                    pass
+    await response.aclose()
