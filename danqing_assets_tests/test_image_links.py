@@ -102,6 +102,7 @@ def test_figcaption_title_and_srcset_fallbacks():
         ("http://[::1/a.jpg", "invalid_url"),
         ("http://example.cn:99999999/a.jpg", "invalid_url"),
         ("http:///a.jpg", "invalid_url"),
+        ("http://user:secret@example.cn/a.jpg", "url_with_credentials"),
         ("https://example.cn/" + "a" * 5000, "url_too_long"),
     ],
 )

@@ -87,7 +87,8 @@ def test_same_seed_gives_identical_bytes(mirror: SampleMirror, tmp_path: Path) -
 
 
 def test_mirror_stays_small(mirror: SampleMirror) -> None:
-    assert mirror.total_bytes < 25_000_000
+    # photos carry film-like grain so they pass the paper's blur filter; grain costs bytes
+    assert mirror.total_bytes < 45_000_000
     for snapshot in SNAPSHOT_IDS:
         assert 300 <= mirror.img_tags[snapshot] <= 450
 

@@ -161,6 +161,9 @@ def resolve_image_url(base: str, raw: str) -> tuple[str, str | None]:
             return "", "unsupported_scheme"
         if not parts.hostname:
             return "", "invalid_url"
+        if parts.username is not None or parts.password is not None:
+            # credentials must never reach storage, logs or the UI
+            return "", "url_with_credentials"
         _ = parts.port  # raises on a non-numeric port
     except ValueError:
         return "", "invalid_url"

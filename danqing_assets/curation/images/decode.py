@@ -32,8 +32,8 @@ process, which is how the pipeline runs them; threads would still decode correct
 a warning raised in another thread meanwhile may be shown or hidden.)
 
 Only the first frame of an animation (GIF, APNG, animated WebP/AVIF, MPO) is used.
-Large JPEGs are decoded at a reduced DCT scale (``draft``) when the stored size is at
-least half the original or less, never below the stored size. Conversions to RGB:
+JPEGs at least twice the stored size are decoded at a reduced DCT scale (``draft``:
+1/2, 1/4 or 1/8, the smallest that stays at or above the stored size), then resized. Conversions to RGB:
 CMYK through its ICC profile when it has one (else Pillow's conversion); anything
 with transparency (RGBA, LA, PA, palette or grey or RGB with a tRNS colour key) is
 composited on white; 16-bit grey (``I;16*``, and ``I`` holding 16-bit values) is
