@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
-from ..curation.dedup.near_duplicates import cluster_near_duplicates, pick_representatives
+from ..curation.dedup.near_duplicates import cluster_near_duplicates, degenerate_hashes, pick_representatives
 from ..curation.images.visual_filters import (
     VisualFilterConfig,
     load_image_classifier,
@@ -47,9 +47,8 @@ def judge_images(images: pl.DataFrame, settings: Settings, store: ObjectStore, s
         images = _apply_safety(images, settings, store)
     usable = images["image_reason"].is_null().to_numpy()
     hashes = images["phash"].to_numpy().astype(np.int64).view(np.uint64)
-    labels = cluster_near_duplicates(hashes, settings.phash_max_distance, exclude=None)
-    # unusable images take no part in clustering: relabel them as singletons
-    labels = np.where(usable, labels, -1 - np.arange(images.height))
+    # Unusable images take no part in clustering: as links they would chain usable images together.
+    labels = cluster_near_duplicates(hashes, settings.phash_max_distance, exclude=~usable | degenerate_hashes(hashes))
     area = (images["orig_width"].cast(pl.Int64) * images["orig_height"].cast(pl.Int64)).to_numpy()
     representative = pick_representatives(labels, area=area, snapshot=[snapshot] * images.height, uid=images["image_uid"])
     clusters = pl.DataFrame({"cluster": labels})
