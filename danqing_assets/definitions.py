@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .assets.clip_embeddings import clip_embeddings
+from .assets.clip_filtered_pairs import clip_filtered_pairs
 from .assets.downloaded_images import downloaded_images
 from .assets.image_filtered_pairs import image_filtered_pairs
 from .assets.raw_pairs import raw_pairs
 from .assets.text_filtered_pairs import text_filtered_pairs
+from .gpu import executor
+from .resources.clip import ClipModelResource
 from .resources.common_crawl import CommonCrawlResource
 from .resources.io_manager import ObjectStoreIOManager
 from .resources.storage import StorageResource
 
 
 # Every asset, in pipeline order.
-ALL_ASSETS = [raw_pairs, text_filtered_pairs, downloaded_images, image_filtered_pairs]
+ALL_ASSETS = [raw_pairs, text_filtered_pairs, downloaded_images, image_filtered_pairs, clip_embeddings, clip_filtered_pairs]
 
 
 def build_definitions() -> dg.Definitions:
@@ -25,8 +29,10 @@ def build_definitions() -> dg.Definitions:
         resources={
             "storage": storage,
             "common_crawl": CommonCrawlResource.from_settings(),
+            "clip_model": ClipModelResource.from_settings(),
             "io_manager": ObjectStoreIOManager(storage=storage),
         },
+        executor=executor,
     )
 
 

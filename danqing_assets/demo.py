@@ -73,7 +73,24 @@ def _sample_crawl(data_dir: Path):
             get_settings.cache_clear()
 
 
+def _demo_clip_defaults() -> None:
+    """Without configured weights the demo runs a small random Chinese-CLIP, and says so."""
+    settings = get_settings()
+    if settings.clip_checkpoint or settings.clip_download_root:
+        return
+    os.environ.setdefault("DANQING_CLIP_ARCH", "RN50")
+    os.environ["DANQING_CLIP_ALLOW_RANDOM_WEIGHTS"] = "true"
+    # random scores mean nothing: the band would drop at random, so it is opened wide
+    os.environ["DANQING_CLIP_BAND_MIN"] = "-4"
+    os.environ["DANQING_CLIP_BAND_MAX"] = "4"
+    os.environ["DANQING_SEMANTIC_MAX_DISTANCE"] = "-1"  # a random model embeds every image alike
+    get_settings.cache_clear()
+    _say("NOTE: no Chinese-CLIP checkpoint configured (DANQING_CLIP_CHECKPOINT): the demo embeds with a RANDOMLY "
+         "INITIALISED RN50 model. CLIP scores are meaningless, so the band is opened and semantic dedup is off.")
+
+
 def run_pipeline() -> int:
+    _demo_clip_defaults()
     settings = get_settings()
     data_dir = settings.data_dir.resolve()
     home = _prepare_dagster_home(data_dir)
@@ -100,7 +117,8 @@ def run_pipeline() -> int:
                     return 1
                 _say(f"== {snapshot} done in {time.perf_counter() - started:.1f}s (run {result.run_id})")
         store = defs.resources["storage"].store()
-        _say("\nFunnel (pairs kept per stage):\n" + format_funnel(funnel_rows(store, snapshots), snapshots))
+        random_note = " — CLIP scores are from RANDOM weights" if get_settings().clip_allow_random_weights else ""
+        _say(f"\nFunnel (pairs kept per stage{random_note}):\n" + format_funnel(funnel_rows(store, snapshots), snapshots))
     _say(
         f"\nOutputs: {store.uri('datasets')}\n"
         f"Dagster instance: {home}\n"
@@ -113,6 +131,7 @@ def run_ui(port: int) -> int:
     settings = get_settings()
     data_dir = settings.data_dir.resolve()
     _prepare_dagster_home(data_dir)
+    _demo_clip_defaults()
     repo = Path(__file__).resolve().parents[1]
     with _sample_crawl(data_dir):
         dagster = str(Path(sys.executable).with_name("dagster"))

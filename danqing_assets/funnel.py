@@ -8,7 +8,7 @@ from .resources.storage import ObjectStore
 from .resources.tables import load_manifest
 
 # Dataset assets in pipeline order; later stages append themselves here.
-STAGES: list[str] = ["raw_pairs", "text_filtered_pairs", "image_filtered_pairs"]
+STAGES: list[str] = ["raw_pairs", "text_filtered_pairs", "image_filtered_pairs", "clip_filtered_pairs"]
 
 
 def funnel_rows(store: ObjectStore, snapshots: Sequence[str], stages: Sequence[str] = STAGES) -> dict[str, dict[str, int | None]]:

@@ -120,6 +120,23 @@ class Settings(BaseSettings):
     image_safety_model_path: str | None = None
     image_safety_threshold: float = 0.5
 
+    # --- Chinese-CLIP (the only GPU stage) --------------------------------------------
+    clip_arch: str = Field(default="ViT-L-14", description="cn_clip architecture (paper: ViT-L-14; small: RN50).")
+    clip_checkpoint: str | None = Field(default=None, description="Local cn_clip checkpoint file.")
+    clip_download_root: str | None = Field(default=None, description="cn_clip's download cache directory.")
+    clip_allow_random_weights: bool = Field(default=False, description="Run on random weights (testing only).")
+    clip_device: str = Field(default="auto", description="auto, cpu, cuda, cuda:1, ...")
+    clip_batch_size: int = 64
+    clip_loader_workers: int = Field(default=1, description="Processes decoding images for the model.")
+    clip_score_scale: float = Field(
+        default=4.0, description="The band is applied to cosine × this scale (see README: the paper's scale)."
+    )
+    clip_band_min: float = Field(default=1.06, description="Lowest scaled score kept (paper: 1.06).")
+    clip_band_max: float = Field(default=1.24, description="Highest scaled score kept (paper: 1.24).")
+    semantic_max_distance: float = Field(
+        default=0.1, description="Cosine distance of semantic near-duplicates (paper: β = 0.1); negative: off."
+    )
+
     # --- the embedded demo ----------------------------------------------------
     sample_host_suffix: str = Field(
         default=".danqing-sample.test",

@@ -1,0 +1,579 @@
+"""Semantic near-duplicate clustering of CLIP image embeddings, with a vector index instead of all pairs.
+
+Two rows are near-duplicates when the cosine distance of their embeddings, ``1 − cos(i, j)``, is at most
+``max_distance`` (the DanQing paper's β = 0.1); clusters are the connected components of that graph
+(transitive, as union-find would give), found the same way as the pHash clusters of
+:mod:`.near_duplicates` (edge batches compacted to a spanning forest, then
+``scipy.sparse.csgraph.connected_components``). A cluster's label is its smallest row index, so
+:func:`.near_duplicates.pick_representatives` applies unchanged.
+
+Rows are L2-normalised here (in float32, per batch: a float16 input is never copied whole), so
+"cosine" is exact even when the stored vectors drifted from unit length; rows with NaN/inf values or
+zero norm are *invalid*: excluded (singletons) and counted. Rows with identical bytes are collapsed
+first (a 64-bit multiply-sum hash, then verified), so a million copies of one logo cost nothing
+pairwise and never crowd a k-NN list.
+
+Index choice (``index=``; ``"auto"`` picks ``"flat"`` up to :data:`FLAT_MAX_ROWS` distinct rows, else
+``"ivf"``):
+
+``"flat"`` — exact. ``faiss.IndexFlatIP`` over blocks of :data:`FLAT_BLOCK` rows, ``range_search``
+    of each block against itself and every later block (the upper triangle only: half the work of a
+    full self-join). Every pair at distance ≤ β becomes an edge: the components are exactly those of
+    brute force. Work ∝ n²·d: ~2.5 min for 200k × 768-d on 2 cores.
+
+``"ivf"`` — approximate: an inverted-file self-join done list by list with BLAS (the idea of
+    ``faiss.contrib.big_batch_search``). Spherical k-means (``faiss.Kmeans``, ``nlist`` centroids trained
+    on ≤ 64 rows per centroid) partitions the rows by their nearest centroid; each row is also sent as a
+    query to its ``nprobe`` nearest centroids' lists. Per list, one ``IndexFlatIP`` of its members answers
+    all its queries at once (a dense GEMM, not a per-query scan), returning each query's ``k + 1`` best
+    members; those within β are edges. A pair i–j is compared when j's list is among i's ``nprobe``
+    nearest *or* the reverse. Work ∝ n·nlist·d (assignment) + nprobe·n²·d / nlist (join), balanced at
+    ``nlist ≈ sqrt(nprobe·n)``.
+
+``"hnsw"`` — approximate: ``faiss.IndexHNSWFlat`` (inner product, M = 32), each row's ``k + 1``
+    nearest neighbours (efSearch ≥ 64). Offered for comparison; slower to build than "ivf" at 768-d
+    and its parallel build is not deterministic (use ``threads=1`` for reproducible edges).
+
+Recall trade-off of the approximate modes:
+
+* *k*: each row keeps at most ``k`` neighbours per searched list (ivf) or overall (hnsw). A row with more
+  than ``k`` near-duplicates links only its ``k`` nearest; the cluster still connects through those
+  neighbours' own lists (a dense cloud's k-NN graph is connected in practice), but chains are not
+  guaranteed. :attr:`SemanticDedupStats.saturated` counts the (query, list) searches whose k-th result
+  was still within β — where raising ``k`` could add edges. The cap bounds memory by n·nprobe·k edges
+  however dense the data.
+* *nprobe* (ivf): a pair straddling cells is missed when neither row probes the other's cell. Pairs at
+  cosine ≥ 0.95 almost always share a cell; the hardest are those right at β. Measured on uniform
+  random unit vectors (the worst case: no cluster structure for k-means to align with), nprobe = 8
+  finds ≥ 99.9% of planted pairs at distance ≤ 0.1 (see ``benchmarks/semantic_dedup.py``).
+* *hnsw*: graph search misses a few true nearest neighbours (efSearch trades time for recall).
+
+Memory stays bounded: queries go in batches (:data:`QUERY_BATCH` rows), range results per block pair
+are at most ``FLAT_BLOCK²`` pairs, and edge batches are reduced to a spanning forest as they grow.
+Peak RSS beyond the input is O(n·nprobe) integers plus the index (hnsw keeps a float32 copy).
+
+faiss threads: ``threads=None`` keeps faiss's default (OpenMP: all cores); otherwise faiss uses that
+many for the call and is restored after.
+
+BLAS: the ``faiss-cpu`` 1.15 wheels bundle OpenBLAS 0.3.15, which does not recognise recent Intel CPUs
+(Sapphire Rapids, as on our 2-core workers) and falls back to generic SSE kernels — ~4× slower GEMMs
+(50 vs 210 GFLOP/s measured). When this module is the first to import faiss and ``OPENBLAS_CORETYPE`` is
+unset, it sets the core type for the import from the CPU flags (``SkylakeX`` with AVX-512, ``Haswell``
+with AVX2 + FMA) and removes the variable again; the kernel in use is reported as
+:attr:`SemanticDedupStats.blas` and a generic one is logged as a warning.
+
+Determinism: same input, parameters and thread count → same labels (flat and ivf; k-means is seeded).
+Pairs within float32 rounding (~1e-6) of the threshold may flip between thread counts or index types.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from types import ModuleType
+
+import numpy as np
+
+from danqing_assets.curation.dedup.near_duplicates import _components, _EdgeList
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_DISTANCE = 0.1
+"""β of the DanQing paper: cosine distance at or below which two image embeddings are near-duplicates."""
+DEFAULT_K = 16
+FLAT_MAX_ROWS = 200_000
+"""``index="auto"`` searches exactly up to this many distinct rows."""
+FLAT_BLOCK = 4096
+"""Rows per exact block: one range search yields at most FLAT_BLOCK² pairs (~200 MB worst case)."""
+QUERY_BATCH = 16_384
+"""Query rows per search call (ivf assignment, per-list join, hnsw)."""
+DEFAULT_NPROBE = 8
+KMEANS_ITERATIONS = 10
+KMEANS_POINTS_PER_CENTROID = 64
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 64
+HNSW_EF_SEARCH = 64
+_COMPACT_MIN_EDGES = 4_000_000
+_GENERIC_BLAS_CORES = {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "katmai", "coppermine",
+                       "northwood", "banias", "generic"}  # fmt: skip
+INDEX_TYPES = ("auto", "flat", "ivf", "hnsw")
+
+
+# --------------------------------------------------------------------------------------------- faiss import
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _openblas_core_for_cpu(flags: set[str]) -> str | None:
+    if {"avx512f", "avx512bw", "avx512dq", "avx512vl", "avx512cd"} <= flags:
+        return "SkylakeX"
+    if {"avx2", "fma"} <= flags:
+        return "Haswell"
+    return None
+
+
+def _import_faiss() -> ModuleType:
+    """Import faiss, letting its bundled OpenBLAS use AVX-512/AVX2 kernels on CPUs it does not know."""
+    if "faiss" in sys.modules:
+        import faiss
+
+        return faiss
+    core = None
+    if "OPENBLAS_CORETYPE" not in os.environ and sys.platform.startswith("linux"):
+        core = _openblas_core_for_cpu(_cpu_flags())
+    if core:
+        os.environ["OPENBLAS_CORETYPE"] = core  # read once, when libopenblas is loaded by the import
+    try:
+        import faiss
+    finally:
+        if core:
+            del os.environ["OPENBLAS_CORETYPE"]  # not inherited by child processes
+    return faiss
+
+
+faiss = _import_faiss()
+
+
+def faiss_blas_core() -> str:
+    """The OpenBLAS kernel family faiss runs on ('SkylakeX', 'Haswell', 'Prescott', …), '' if unknown."""
+    libs_dir = os.path.join(os.path.dirname(os.path.dirname(faiss.__file__)), "faiss_cpu.libs")
+    for path in sorted(glob.glob(os.path.join(libs_dir, "libopenblas*.so*"))):
+        try:
+            lib = ctypes.CDLL(path)
+            lib.openblas_get_corename.restype = ctypes.c_char_p
+            return (lib.openblas_get_corename() or b"").decode()
+        except (OSError, AttributeError):
+            continue
+    return ""
+
+
+_BLAS_CORE = faiss_blas_core()
+if _BLAS_CORE.lower() in _GENERIC_BLAS_CORES:
+    log.warning(
+        "faiss runs on OpenBLAS's generic %s kernels (~4x slower GEMMs); import %s before faiss, or set "
+        "OPENBLAS_CORETYPE=SkylakeX (AVX-512) / Haswell (AVX2) in the environment", _BLAS_CORE, __name__,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------- stats
+
+
+@dataclass
+class SemanticDedupStats:
+    """What one clustering run did (for logs, benchmarks and the asset's metadata)."""
+
+    n: int = 0
+    dim: int = 0
+    index: str = ""
+    """Index type used: "flat" (exact), "ivf" or "hnsw" (approximate)."""
+    index_description: str = ""
+    max_distance: float = 0.0
+    k: int = 0
+    threads: int = 0
+    blas: str = ""
+    invalid: int = 0
+    """Rows with NaN/inf values or zero norm: excluded (singletons)."""
+    excluded: int = 0
+    """Valid rows excluded by the caller."""
+    identical: int = 0
+    """Rows with the same bytes as an earlier row: merged with it, not searched."""
+    searched: int = 0
+    """Distinct rows indexed and searched."""
+    nlist: int = 0
+    nprobe: int = 0
+    largest_list: int = 0
+    candidate_pairs: int = 0
+    """Similarities computed (exact: searched·(searched−1)/2; ivf: Σ over lists of queries × members)."""
+    saturated: int = 0
+    """Searches whose k-th neighbour was still within max_distance (approximate modes): more may exist."""
+    edges: int = 0
+    """Near-duplicate pairs found (approximate modes count a pair found from both ends twice)."""
+    clusters: int = 0
+    """Clusters with two rows or more."""
+    clustered_rows: int = 0
+    duplicate_rows: int = 0
+    """Rows that are not their cluster's representative (clustered_rows − clusters)."""
+    seconds_prepare: float = 0.0
+    """Validation, norms, identical-row collapse."""
+    seconds_train: float = 0.0
+    """k-means (ivf) or graph build (hnsw)."""
+    seconds_assign: float = 0.0
+    """Nearest centroids of every row (ivf)."""
+    seconds_search: float = 0.0
+    seconds_components: float = 0.0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, int | float | str]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------- row access
+
+
+class _Rows:
+    """Gathers rows of the input as contiguous, L2-normalised float32 (never the whole input at once)."""
+
+    def __init__(self, source: np.ndarray, inverse_norms: np.ndarray | None) -> None:
+        self.source = source
+        self.inverse_norms = inverse_norms  # None: rows already unit length
+
+    def get(self, rows: np.ndarray) -> np.ndarray:
+        out = self.source[rows]
+        out = out.astype(np.float32, copy=False) if out.dtype != np.float32 else out
+        if self.inverse_norms is not None:
+            out *= self.inverse_norms[rows, None]
+        return np.ascontiguousarray(out)
+
+
+def _prepare(embeddings: object, dim: int | None) -> tuple[np.ndarray, int, int]:
+    try:
+        x = np.asarray(embeddings)
+    except ValueError as exc:  # ragged nested sequences
+        raise ValueError(f"embeddings must be an n×d array: {exc}") from exc
+    if x.dtype == object:
+        raise ValueError("embeddings must be an n×d array of floats (rows of unequal length?)")
+    if x.ndim == 1 and x.size == 0:
+        x = x.reshape(0, dim or 0)
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be two-dimensional (n×d), got shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"embeddings must be float16 or float32, got {x.dtype}")
+    n, d = x.shape
+    if dim is not None and d != dim:
+        raise ValueError(f"embeddings have dimension {d}, expected {dim}")
+    if n and d == 0:
+        raise ValueError("embeddings have dimension 0")
+    if x.dtype == np.float64:
+        x = x.astype(np.float32)
+    return np.ascontiguousarray(x), n, d
+
+
+def _norms(x: np.ndarray) -> np.ndarray:
+    out = np.empty(x.shape[0], dtype=np.float32)
+    for s in range(0, x.shape[0], QUERY_BATCH):
+        chunk = x[s : s + QUERY_BATCH].astype(np.float32, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out[s : s + QUERY_BATCH] = np.sqrt(np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64))
+    return out
+
+
+def _collapse_identical(x: np.ndarray, rows: np.ndarray, seed: int) -> np.ndarray:
+    """For each of ``rows`` (ascending), the first row of ``rows`` with the same bytes (itself if none)."""
+    if rows.size < 2:
+        return rows.copy()
+    word = {2: np.uint16, 4: np.uint32, 8: np.uint64}[x.dtype.itemsize]
+    weights = np.random.default_rng(seed).integers(0, 2**63, x.shape[1], dtype=np.uint64) | np.uint64(1)
+    h = np.empty(rows.size, dtype=np.uint64)
+    for s in range(0, rows.size, 4096):
+        chunk = x[rows[s : s + 4096]].view(word).astype(np.uint64)
+        chunk *= weights
+        h[s : s + 4096] = chunk.sum(axis=1)
+    order = np.argsort(h, kind="stable")  # rows ascending within equal hashes
+    hs = h[order]
+    starts = np.ones(rows.size, dtype=bool)
+    starts[1:] = hs[1:] != hs[:-1]
+    head = order[np.maximum.accumulate(np.where(starts, np.arange(rows.size), 0))]
+    rep = np.arange(rows.size)
+    candidates = np.flatnonzero(~starts)
+    for s in range(0, candidates.size, 4096):
+        c = candidates[s : s + 4096]
+        members, heads = order[c], head[c]
+        same = (x[rows[members]].view(word) == x[rows[heads]].view(word)).all(axis=1)
+        rep[members[same]] = heads[same]
+    return rows[rep]
+
+
+# ----------------------------------------------------------------------------------------------- the search
+
+
+def semantic_clusters(
+    embeddings: np.ndarray,
+    max_distance: float = DEFAULT_MAX_DISTANCE,
+    *,
+    k: int = DEFAULT_K,
+    exclude: np.ndarray | None = None,
+    index: str = "auto",
+    threads: int | None = None,
+    dim: int | None = None,
+    nlist: int | None = None,
+    nprobe: int = DEFAULT_NPROBE,
+    seed: int = 0,
+) -> tuple[np.ndarray, SemanticDedupStats]:
+    """Cluster label per row (int64): rows linked by a chain of cosine distances ≤ ``max_distance`` share
+    the label, which is the smallest row index in the cluster; and the run's statistics.
+
+    ``embeddings``: n×d float16/float32 (float64 accepted), meant to be L2-normalised (renormalised here).
+    ``exclude``: bool per row; those rows, and rows with NaN/inf or zero norm, are singletons.
+    ``index``: "auto" (exact up to :data:`FLAT_MAX_ROWS` distinct rows, else "ivf"), "flat", "ivf", "hnsw".
+    ``k``: neighbours kept per row and searched list in the approximate modes (see module docstring).
+    ``threads``: faiss/OpenMP threads for this call (None: faiss's default).
+    ``dim``: expected d (ValueError on mismatch). ``nlist``/``nprobe``: ivf cells (default ≈ sqrt(nprobe·n),
+    a power of two) and cells probed per row. ``seed``: k-means sampling and initialisation.
+    """
+    started = time.perf_counter()
+    if index not in INDEX_TYPES:
+        raise ValueError(f"index must be one of {INDEX_TYPES}, got {index!r}")
+    if not 0.0 <= float(max_distance) <= 2.0 or math.isnan(float(max_distance)):
+        raise ValueError(f"max_distance must be a cosine distance in [0, 2], got {max_distance}")
+    if int(k) < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if int(nprobe) < 1:
+        raise ValueError(f"nprobe must be at least 1, got {nprobe}")
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    x, n, d = _prepare(embeddings, dim)
+    if exclude is None:
+        excluded = np.zeros(n, dtype=bool)
+    else:
+        excluded = np.asarray(exclude, dtype=bool)
+        if excluded.shape != (n,):
+            raise ValueError(f"exclude must have shape ({n},), got {excluded.shape}")
+
+    previous_threads = faiss.omp_get_max_threads()
+    if threads is not None:
+        faiss.omp_set_num_threads(int(threads))
+    try:
+        stats = SemanticDedupStats(n=n, dim=d, max_distance=float(max_distance), k=int(k), blas=_BLAS_CORE,
+                                   threads=faiss.omp_get_max_threads())  # fmt: skip
+        labels = np.arange(n, dtype=np.int64)
+
+        norms = _norms(x)
+        valid = np.isfinite(norms) & (norms > 0)
+        stats.invalid = int(n - valid.sum())
+        stats.excluded = int((excluded & valid).sum())
+        active = np.flatnonzero(valid & ~excluded)
+        unit = bool(np.all(np.abs(norms[active] - 1.0) <= 1e-6)) if x.dtype == np.float32 else False
+        inverse_norms = None if unit else (1.0 / np.where(valid, norms, 1.0)).astype(np.float32)
+        rows = _Rows(x, inverse_norms)
+        rep_row = _collapse_identical(x, active, seed)  # per active row: its first identical row
+        unique = np.unique(rep_row)  # ascending row indices, searched
+        stats.identical = int(active.size - unique.size)
+        stats.searched = m = int(unique.size)
+        chosen = index if index != "auto" else ("flat" if m <= FLAT_MAX_ROWS else "ivf")
+        stats.index = chosen
+        stats.seconds_prepare = time.perf_counter() - started
+
+        threshold = np.float32(1.0 - float(max_distance))
+        edges = _EdgeList(m, compact_at=max(m // 2, _COMPACT_MIN_EDGES))
+        if m >= 2:
+            if chosen == "flat":
+                _flat_pairs(rows, unique, d, threshold, edges, stats)
+            elif chosen == "ivf":
+                _ivf_pairs(rows, unique, d, threshold, int(k), nlist, int(nprobe), seed, edges, stats)
+            else:
+                _hnsw_pairs(rows, unique, d, threshold, int(k), edges, stats)
+        else:
+            stats.index_description = chosen
+        stats.edges = edges.emitted
+
+        t = time.perf_counter()
+        component = _components(m, *edges.result())  # per searched position: smallest position of its cluster
+        position = np.searchsorted(unique, rep_row)
+        row_component = component[position]
+        labels[active] = unique[row_component]
+        sizes = np.bincount(row_component, minlength=m)
+        stats.clusters = int(np.count_nonzero(sizes >= 2))
+        stats.clustered_rows = int(sizes[sizes >= 2].sum())
+        stats.duplicate_rows = stats.clustered_rows - stats.clusters
+        stats.seconds_components = time.perf_counter() - t
+    finally:
+        if threads is not None:
+            faiss.omp_set_num_threads(previous_threads)
+    stats.seconds = time.perf_counter() - started
+    log.info(
+        "semantic near-duplicates: %d rows × %d (%d invalid, %d excluded, %d identical), %s, β=%.3g, "
+        "%d candidate pairs, %d edges, %d clusters holding %d rows, %.1fs",
+        n, d, stats.invalid, stats.excluded, stats.identical, stats.index_description, stats.max_distance,
+        stats.candidate_pairs, stats.edges, stats.clusters, stats.clustered_rows, stats.seconds,
+    )  # fmt: skip
+    if stats.saturated:
+        log.info("semantic near-duplicates: %d searches had all k=%d neighbours within β", stats.saturated, k)
+    return labels, stats
+
+
+def _flat_pairs(
+    rows: _Rows, unique: np.ndarray, d: int, threshold: np.float32, edges: _EdgeList, stats: SemanticDedupStats
+) -> None:
+    """Exact: range search of every block against itself and each later block."""
+    t = time.perf_counter()
+    m = unique.size
+    stats.index_description = f"IndexFlatIP range_search, blocks of {FLAT_BLOCK}"
+    stats.candidate_pairs = m * (m - 1) // 2
+    radius = float(np.nextafter(threshold, np.float32(-np.inf)))
+    starts = range(0, m, FLAT_BLOCK)
+    for j in starts:
+        index = faiss.IndexFlatIP(d)
+        index.add(rows.get(unique[j : j + FLAT_BLOCK]))
+        for i in starts:
+            if i > j:
+                break
+            queries = rows.get(unique[i : i + FLAT_BLOCK]) if i != j else index.reconstruct_n(0, index.ntotal)
+            lims, sims, found = index.range_search(queries, radius)
+            query = np.repeat(np.arange(queries.shape[0], dtype=np.int64), np.diff(lims.astype(np.int64))) + i
+            other = found.astype(np.int64) + j
+            keep = (sims >= threshold) & (query < other)
+            if keep.any():
+                edges.add(query[keep], other[keep])
+        del index
+    stats.seconds_search = time.perf_counter() - t
+
+
+def default_nlist(searched: int) -> int:
+    """Power of two near 2·sqrt(n) (1M rows: 2048 cells of ~500), at most n / 8.
+
+    Assignment costs n·nlist, k-means ~640·nlist², the join nprobe·n²/nlist similarities; at
+    nprobe = 8–16 this keeps the three within a factor of a few of each other, and fewer, larger cells
+    give both better GEMM efficiency and better recall for a given nprobe than the sqrt(nprobe·n) optimum
+    of the first two alone.
+    """
+    nlist = 2 ** round(math.log2(max(2.0 * math.sqrt(max(searched, 1)), 1.0)))
+    return int(max(1, min(nlist, searched // 8 or 1)))
+
+
+def _ivf_pairs(
+    rows: _Rows,
+    unique: np.ndarray,
+    d: int,
+    threshold: np.float32,
+    k: int,
+    nlist: int | None,
+    nprobe: int,
+    seed: int,
+    edges: _EdgeList,
+    stats: SemanticDedupStats,
+) -> None:
+    """Approximate: k-means cells; each list's members answer all rows probing it in one BLAS search."""
+    m = unique.size
+    t = time.perf_counter()
+    nlist = default_nlist(m) if nlist is None else int(nlist)
+    if not 1 <= nlist <= m:
+        raise ValueError(f"nlist must be in [1, {m}] (distinct rows), got {nlist}")
+    nprobe = min(nprobe, nlist)
+    stats.nlist, stats.nprobe = nlist, nprobe
+    stats.index_description = f"IVF{nlist} self-join (spherical k-means), nprobe={nprobe}, k={k}"
+    if nlist > 1:
+        train_size = min(m, nlist * KMEANS_POINTS_PER_CENTROID)
+        sample = np.sort(np.random.default_rng(seed).choice(m, train_size, replace=False))
+        kmeans = faiss.Kmeans(d, nlist, niter=KMEANS_ITERATIONS, seed=seed, spherical=True, verbose=False,
+                              max_points_per_centroid=KMEANS_POINTS_PER_CENTROID, min_points_per_centroid=1)  # fmt: skip
+        kmeans.train(rows.get(unique[sample]))
+        centroids = kmeans.centroids
+    else:
+        centroids = np.zeros((1, d), dtype=np.float32)
+    stats.seconds_train = time.perf_counter() - t
+
+    t = time.perf_counter()
+    quantizer = faiss.IndexFlatIP(d)
+    quantizer.add(centroids)
+    probes = np.empty((m, nprobe), dtype=np.int32)
+    for s in range(0, m, QUERY_BATCH):
+        _, found = quantizer.search(rows.get(unique[s : s + QUERY_BATCH]), nprobe)
+        probes[s : s + QUERY_BATCH] = found
+    primary = probes[:, 0]
+    member_order = np.argsort(primary, kind="stable").astype(np.int64)
+    member_bounds = np.searchsorted(primary[member_order], np.arange(nlist + 1))
+    probe_lists = probes.ravel()
+    query_order = np.argsort(probe_lists, kind="stable")  # positions into probes.ravel(): query = pos // nprobe
+    query_bounds = np.searchsorted(probe_lists[query_order], np.arange(nlist + 1))
+    del probes, probe_lists
+    list_sizes = np.diff(member_bounds)
+    stats.largest_list = int(list_sizes.max())
+    stats.seconds_assign = time.perf_counter() - t
+
+    t = time.perf_counter()
+    for cell in np.flatnonzero(list_sizes):
+        members = member_order[member_bounds[cell] : member_bounds[cell + 1]]
+        queries_all = query_order[query_bounds[cell] : query_bounds[cell + 1]] // nprobe
+        index = faiss.IndexFlatIP(d)
+        index.add(rows.get(unique[members]))
+        kk = min(k + 1, members.size)  # + 1: a member finds itself
+        for s in range(0, queries_all.size, QUERY_BATCH):
+            queries = queries_all[s : s + QUERY_BATCH]
+            sims, found = index.search(rows.get(unique[queries]), kk)
+            stats.candidate_pairs += queries.size * members.size
+            other = members[found]
+            hit = (sims >= threshold) & (other != queries[:, None])
+            stats.saturated += int(np.count_nonzero(sims[:, -1] >= threshold)) if kk < members.size else 0
+            if hit.any():
+                q, c = np.nonzero(hit)
+                edges.add(queries[q], other[q, c])
+        del index
+    stats.seconds_search = time.perf_counter() - t
+
+
+def _hnsw_pairs(
+    rows: _Rows, unique: np.ndarray, d: int, threshold: np.float32, k: int, edges: _EdgeList,
+    stats: SemanticDedupStats,
+) -> None:  # fmt: skip
+    """Approximate: k + 1 nearest neighbours of every row in an HNSW graph."""
+    m = unique.size
+    t = time.perf_counter()
+    index = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    for s in range(0, m, QUERY_BATCH):
+        index.add(rows.get(unique[s : s + QUERY_BATCH]))
+    stats.seconds_train = time.perf_counter() - t
+    t = time.perf_counter()
+    kk = min(k + 1, m)
+    index.hnsw.efSearch = max(HNSW_EF_SEARCH, kk)
+    stats.index_description = (f"IndexHNSWFlat M={HNSW_M} efConstruction={HNSW_EF_CONSTRUCTION} "
+                               f"efSearch={index.hnsw.efSearch}, k={k}")  # fmt: skip
+    for s in range(0, m, QUERY_BATCH):
+        queries = np.arange(s, min(s + QUERY_BATCH, m), dtype=np.int64)
+        sims, found = index.search(rows.get(unique[queries]), kk)
+        other = found.astype(np.int64)
+        hit = (sims >= threshold) & (other >= 0) & (other != queries[:, None])
+        stats.saturated += int(np.count_nonzero(sims[:, -1] >= threshold)) if kk < m else 0
+        if hit.any():
+            q, c = np.nonzero(hit)
+            edges.add(queries[q], other[q, c])
+    stats.seconds_search = time.perf_counter() - t
+
+
+def cluster_semantic_duplicates(
+    embeddings: np.ndarray, max_distance: float = DEFAULT_MAX_DISTANCE, exclude: np.ndarray | None = None, **kwargs
+) -> np.ndarray:
+    """:func:`semantic_clusters` without the statistics."""
+    return semantic_clusters(embeddings, max_distance, exclude=exclude, **kwargs)[0]
+
+
+def _pairs_bruteforce(
+    embeddings: np.ndarray, max_distance: float, exclude: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """All row pairs i < j (both valid, neither excluded) at cosine distance ≤ ``max_distance``, in float64.
+    O(n²): tests only."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    n = x.shape[0]
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        norms = np.sqrt((x * x).sum(axis=1))
+        ok = np.isfinite(norms) & (norms > 0)
+        if exclude is not None:
+            ok &= ~np.asarray(exclude, dtype=bool)
+        x = np.where(ok[:, None], x / np.where(ok, norms, 1.0)[:, None], 0.0)
+    out_i: list[np.ndarray] = []
+    out_j: list[np.ndarray] = []
+    for start in range(0, n, 1024):
+        sims = x[start : start + 1024] @ x.T
+        i, j = np.nonzero(sims >= 1.0 - max_distance)
+        i += start
+        sel = (i < j) & ok[i] & ok[j]
+        out_i.append(i[sel].astype(np.int64))
+        out_j.append(j[sel].astype(np.int64))
+    if not out_i:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    return np.concatenate(out_i), np.concatenate(out_j)

@@ -1,0 +1,1 @@
+"""Chinese-CLIP embeddings: model loading and batched embedding, free of Dagster."""
