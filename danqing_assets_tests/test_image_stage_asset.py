@@ -18,6 +18,8 @@ from danqing_assets.resources.tables import load_manifest, read_table
 from danqing_assets.settings import get_settings
 
 SNAPSHOT = "CC-MAIN-2026-08"
+UP_TO_IMAGES = ["raw_pairs", "text_filtered_pairs", "text_rejected_pairs", "downloaded_images",
+                "image_download_failures", "image_filtered_pairs", "image_rejected_pairs"]
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 EXPECTED_REASON = {
     "missing_404": {"download:http_status:404"},
@@ -45,7 +47,8 @@ def materialise(storage, server, instance):
         "common_crawl": CommonCrawlResource(base_url=server.base_url, collinfo_url=server.base_url + "collinfo.json"),
         "io_manager": ObjectStoreIOManager(storage=storage),
     }
-    result = dg.materialize(ALL_ASSETS, partition_key=SNAPSHOT, instance=instance, resources=resources, run_config=QUIET)
+    result = dg.materialize(ALL_ASSETS, selection=UP_TO_IMAGES, partition_key=SNAPSHOT, instance=instance,
+                            resources=resources, run_config=QUIET)
     assert result.success
     return {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
             for e in result.get_asset_materialization_events()}

@@ -108,14 +108,14 @@ def test_the_code_location_loads_and_has_the_expected_shape():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"raw_pairs", "text_filtered_pairs", "text_rejected_pairs", "downloaded_images", "image_download_failures", "image_filtered_pairs", "image_rejected_pairs"}
+    assert keys == {"raw_pairs", "text_filtered_pairs", "text_rejected_pairs", "downloaded_images", "image_download_failures", "image_filtered_pairs", "image_rejected_pairs", "clip_embeddings", "clip_filtered_pairs", "clip_rejected_pairs"}
     image_deps = {k.to_user_string() for k in graph.get(dg.AssetKey("image_filtered_pairs")).parent_keys}
     assert image_deps == {"text_filtered_pairs", "downloaded_images", "image_download_failures"}
     assert all(a.partitions_def == cc_snapshots for a in ALL_ASSETS)
     text_deps = {k.to_user_string() for k in graph.get(dg.AssetKey("text_filtered_pairs")).parent_keys}
     assert text_deps == {"raw_pairs"}
     assert raw_pairs.partitions_def == cc_snapshots and cc_snapshots.name == "cc_snapshots"
-    assert set(defs.resources) == {"storage", "common_crawl", "io_manager"}
+    assert set(defs.resources) == {"storage", "common_crawl", "io_manager", "clip_model"}
 
 
 def test_invalid_snapshot_ids_are_refused_before_they_become_partitions():
