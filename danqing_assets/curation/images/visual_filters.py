@@ -34,13 +34,14 @@ already has, ``unsafe_scores_from_embeddings(embeddings)``. Images scoring at or
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
+
+from ..plugins import load_plugin
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -135,14 +136,8 @@ def has_embedding_scores(classifier: object) -> bool:
 
 def load_image_classifier(spec: str, model_path: str | None) -> ImageSafetyClassifier:
     """Import ``module:factory`` and build the classifier from the model path."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"image safety classifier {spec!r}: expected 'package.module:factory'")
-    factory = getattr(importlib.import_module(module_name), attribute)
-    classifier = factory(model_path)
-    if not isinstance(classifier, ImageSafetyClassifier):
-        raise TypeError(f"{spec} built {type(classifier).__name__}, which has no unsafe_scores_from_pixels(images)")
-    return classifier
+    return load_plugin(spec, model_path, ImageSafetyClassifier, "image safety classifier",
+                       "unsafe_scores_from_pixels(images)")
 
 
 def safety_reject_reasons(scores: Sequence[float], threshold: float = 0.5) -> pl.Series:

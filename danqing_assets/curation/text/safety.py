@@ -8,9 +8,10 @@ Captions scoring at or above ``DANQING_TEXT_SAFETY_THRESHOLD`` are dropped.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
+
+from ..plugins import load_plugin
 
 
 @runtime_checkable
@@ -20,11 +21,4 @@ class TextSafetyClassifier(Protocol):
 
 def load_text_classifier(spec: str, model_path: str | None) -> TextSafetyClassifier:
     """Import ``module:factory`` and build the classifier from the model path."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"text safety classifier {spec!r}: expected 'package.module:factory'")
-    factory = getattr(importlib.import_module(module_name), attribute)
-    classifier = factory(model_path)
-    if not isinstance(classifier, TextSafetyClassifier):
-        raise TypeError(f"{spec} built {type(classifier).__name__}, which has no unsafe_scores(texts)")
-    return classifier
+    return load_plugin(spec, model_path, TextSafetyClassifier, "text safety classifier", "unsafe_scores(texts)")
