@@ -92,8 +92,10 @@ FLAT_MAX_ROWS = 200_000
 FLAT_BLOCK = 4096
 """Rows per exact block: one range search yields at most FLAT_BLOCK² pairs (~200 MB worst case)."""
 QUERY_BATCH = 16_384
-"""Query rows per search call (ivf assignment, per-list join, hnsw)."""
-DEFAULT_NPROBE = 8
+"""Query rows per search call (exact blocks aside)."""
+JOIN_BLOCK = 8_388_608
+"""Similarities computed at once in the ivf join (32 MiB of float32): queries × list members."""
+DEFAULT_NPROBE = 16
 KMEANS_ITERATIONS = 10
 KMEANS_POINTS_PER_CENTROID = 64
 HNSW_M = 32
@@ -417,12 +419,13 @@ def _flat_pairs(
     radius = float(np.nextafter(threshold, np.float32(-np.inf)))
     starts = range(0, m, FLAT_BLOCK)
     for j in starts:
+        block = rows.get(unique[j : j + FLAT_BLOCK])
         index = faiss.IndexFlatIP(d)
-        index.add(rows.get(unique[j : j + FLAT_BLOCK]))
+        index.add(block)
         for i in starts:
             if i > j:
                 break
-            queries = rows.get(unique[i : i + FLAT_BLOCK]) if i != j else index.reconstruct_n(0, index.ntotal)
+            queries = rows.get(unique[i : i + FLAT_BLOCK]) if i != j else block
             lims, sims, found = index.range_search(queries, radius)
             query = np.repeat(np.arange(queries.shape[0], dtype=np.int64), np.diff(lims.astype(np.int64))) + i
             other = found.astype(np.int64) + j
@@ -499,21 +502,48 @@ def _ivf_pairs(
     for cell in np.flatnonzero(list_sizes):
         members = member_order[member_bounds[cell] : member_bounds[cell + 1]]
         queries_all = query_order[query_bounds[cell] : query_bounds[cell + 1]] // nprobe
-        index = faiss.IndexFlatIP(d)
-        index.add(rows.get(unique[members]))
-        kk = min(k + 1, members.size)  # + 1: a member finds itself
-        for s in range(0, queries_all.size, QUERY_BATCH):
-            queries = queries_all[s : s + QUERY_BATCH]
-            sims, found = index.search(rows.get(unique[queries]), kk)
-            stats.candidate_pairs += queries.size * members.size
-            other = members[found]
-            hit = (sims >= threshold) & (other != queries[:, None])
-            stats.saturated += int(np.count_nonzero(sims[:, -1] >= threshold)) if kk < members.size else 0
-            if hit.any():
-                q, c = np.nonzero(hit)
-                edges.add(queries[q], other[q, c])
-        del index
+        member_rows = rows.get(unique[members])
+        step = max(1, JOIN_BLOCK // members.size)  # bounds the similarity block however large the list
+        for s in range(0, queries_all.size, step):
+            queries = queries_all[s : s + step]
+            _join_block(rows.get(unique[queries]), member_rows, queries, members, threshold, k, edges, stats)
     stats.seconds_search = time.perf_counter() - t
+
+
+def _join_block(
+    query_rows: np.ndarray,
+    member_rows: np.ndarray,
+    queries: np.ndarray,
+    members: np.ndarray,
+    threshold: np.float32,
+    k: int,
+    edges: _EdgeList,
+    stats: SemanticDedupStats,
+) -> None:
+    """Edges from each query to its (at most k) most similar members within the threshold, itself excluded.
+
+    The same edges as a k-NN search followed by the threshold, but one GEMM and a comparison: most queries
+    have no hit at all, and only those with more than k hits need a selection.
+    """
+    sims = query_rows @ member_rows.T
+    stats.candidate_pairs += sims.size
+    q, c = np.nonzero(sims >= threshold)
+    not_self = queries[q] != members[c]
+    q, c = q[not_self], c[not_self]
+    if q.size == 0:
+        return
+    counts = np.bincount(q, minlength=queries.size)
+    over = np.flatnonzero(counts > k)
+    if over.size:
+        stats.saturated += int(over.size)
+        within = ~np.isin(q, over)
+        q, c = q[within], c[within]
+        sub = sims[over]
+        sub[queries[over, None] == members[None, :]] = -np.inf  # never itself
+        best = np.argpartition(-sub, k - 1, axis=1)[:, :k]  # the k most similar: all within the threshold
+        q = np.concatenate([q, np.repeat(over, k)])
+        c = np.concatenate([c, best.ravel()])
+    edges.add(queries[q], members[c])
 
 
 def _hnsw_pairs(

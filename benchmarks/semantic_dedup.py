@@ -1,0 +1,239 @@
+"""Semantic near-duplicate clustering of CLIP-like embeddings at scale, beside an exact baseline in the same run.
+
+    .venv/bin/python benchmarks/semantic_dedup.py [--n 1000000] [--dims 768,512] [--structures uniform,topics]
+        [--dtype float32|float16] [--nprobe 16] [--baseline-n 20000] [--hnsw-n 0] [--json out.json]
+
+Embeddings (L2-normalised, generated in chunks):
+
+* ``uniform`` — uniformly random unit vectors: no cluster structure at all, the worst case for an
+  inverted file (k-means cells align with nothing, so a close pair straddles cells as often as geometry
+  allows);
+* ``topics`` — closer to real CLIP image embeddings: a shared direction (weight 0.4), one of n/200
+  topic directions (0.6) and noise, so random pairs sit at cosine ≈ 0.16 and same-topic pairs at ≈ 0.52.
+
+Planted near-duplicates cover ~5% of the rows: groups of a seed and 1–4 copies at cosine distance
+uniform in [0, 0.098] from it (10% of copies exact), plus as many hard negatives at 0.11–0.2 from a
+seed. Recall = planted copies that end in their seed's cluster; "negatives merged" = hard negatives that
+end in their seed's cluster (legitimate only through a chain of true edges).
+
+Each (dimension, structure) runs in a fresh child process with all cores. Peak RSS = ru_maxrss of that
+child (data generation included); the clustering's own peak is VmHWM reset just before the call
+(``/proc/self/clear_refs``), beside VmRSS at that moment (input + baselines' leftovers). Baselines in the same child and data: exact ``IndexFlatIP``
+``range_search`` (this module's "flat" mode: upper-triangle blocks) on the first ``--baseline-n`` rows,
+extrapolated quadratically; optionally HNSW on ``--hnsw-n`` rows. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+
+from danqing_assets.curation.dedup.semantic import (  # noqa: E402
+    DEFAULT_MAX_DISTANCE,
+    DEFAULT_NPROBE,
+    faiss,
+    semantic_clusters,
+)
+
+CHUNK = 65_536
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> float | None:
+    """Current RSS in MB, after resetting the kernel's peak (VmHWM) to it (Linux ≥ 4.0), else None."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    return _status_mb("VmRSS")
+
+
+def _unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    x = rng.standard_normal((n, d), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def synthetic(
+    n: int, d: int, structure: str, dtype: str, beta: float = DEFAULT_MAX_DISTANCE, share: float = 0.05, seed: int = 0
+) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = np.empty((n, d), dtype=dtype)
+    if structure == "topics":
+        shared = _unit_rows(rng, 1, d)[0]
+        topics = _unit_rows(rng, max(1, n // 200), d)
+    for s in range(0, n, CHUNK):
+        rows = _unit_rows(rng, min(CHUNK, n - s), d)
+        if structure == "topics":
+            t = rng.integers(0, topics.shape[0], rows.shape[0])
+            rows = 0.4 * shared + 0.6 * topics[t] + np.sqrt(1 - 0.4**2 - 0.6**2) * rows
+            rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+        x[s : s + rows.shape[0]] = rows
+    planted = int(n * share)
+    sizes = rng.integers(1, 5, planted)
+    sizes = sizes[: np.searchsorted(np.cumsum(sizes), planted) + 1]
+    copies = int(sizes.sum())
+    order = rng.permutation(n)
+    seeds = order[: sizes.size]
+    members = order[sizes.size : sizes.size + copies]
+    member_seed = np.repeat(seeds, sizes)
+    delta = rng.uniform(0.0, beta * 0.98, copies)
+    delta[rng.random(copies) < 0.1] = 0.0
+    negatives = order[sizes.size + copies : 2 * sizes.size + copies]
+    negative_delta = rng.uniform(beta * 1.1, beta * 2.0, negatives.size)
+    for rows, sources, distances in ((members, member_seed, delta), (negatives, seeds, negative_delta)):
+        for s in range(0, rows.size, CHUNK):
+            src = x[sources[s : s + CHUNK]].astype(np.float64)
+            src /= np.linalg.norm(src, axis=1, keepdims=True)
+            z = rng.standard_normal(src.shape)
+            z -= (z * src).sum(axis=1, keepdims=True) * src
+            z /= np.linalg.norm(z, axis=1, keepdims=True)
+            c = (1.0 - distances[s : s + CHUNK])[:, None]
+            x[rows[s : s + CHUNK]] = c * src + np.sqrt(1.0 - c * c) * z
+    return {"x": x, "members": members, "member_seed": member_seed, "delta": delta, "negatives": negatives,
+            "negative_seed": seeds[: negatives.size]}  # fmt: skip
+
+
+def recall_figures(labels: np.ndarray, data: dict[str, np.ndarray], limit: int | None = None) -> dict[str, float]:
+    members, seeds, delta = data["members"], data["member_seed"], data["delta"]
+    negatives, negative_seed = data["negatives"], data["negative_seed"]
+    if limit is not None:  # pairs inside the first `limit` rows only
+        keep = (members < limit) & (seeds < limit)
+        members, seeds, delta = members[keep], seeds[keep], delta[keep]
+        keep = (negatives < limit) & (negative_seed < limit)
+        negatives, negative_seed = negatives[keep], negative_seed[keep]
+    found = labels[members] == labels[seeds]
+    out = {"planted_pairs": int(members.size), "planted_recall": float(found.mean()) if found.size else None}
+    for lo, hi in ((0.0, 0.05), (0.05, 0.09), (0.09, 0.1)):
+        band = (delta >= lo) & (delta < hi)
+        out[f"recall_{lo:.2f}_{hi:.2f}"] = float(found[band].mean()) if band.any() else None
+    out["negatives_merged"] = float(np.mean(labels[negatives] == labels[negative_seed])) if negatives.size else None
+    return out
+
+
+def one_config(n: int, d: int, structure: str, args: argparse.Namespace) -> list[dict]:
+    started = time.perf_counter()
+    data = synthetic(n, d, structure, args.dtype)
+    generate_s = time.perf_counter() - started
+    x = data["x"]
+    base = {"n": n, "dim": d, "structure": structure, "dtype": args.dtype, "faiss": faiss.__version__,
+            "threads": faiss.omp_get_max_threads()}  # fmt: skip
+    rss_input = rss_mb()
+    results = []
+
+    sample_n = min(args.baseline_n, n)
+    labels, stats = semantic_clusters(x[:sample_n], index="flat", threads=args.threads)
+    factor = (n / sample_n) ** 2
+    results.append({**base, "method": f"baseline: exact flat (n={sample_n:,}, x{factor:,.0f})",
+                    "seconds": stats.seconds * factor, "measured_seconds": stats.seconds,
+                    "candidate_pairs": n * (n - 1) // 2, "edges": None, "clusters": None, "peak_rss_mb": None,
+                    **{f"sample_{k}": v for k, v in recall_figures(labels, data, sample_n).items()},
+                    "stats": stats.as_dict()})  # fmt: skip
+
+    if args.hnsw_n:
+        hn = min(args.hnsw_n, n)
+        labels, stats = semantic_clusters(x[:hn], index="hnsw", k=args.k, threads=args.threads)
+        results.append({**base, "method": f"hnsw (n={hn:,})", "seconds": stats.seconds, "peak_rss_mb": None,
+                        "candidate_pairs": None, "edges": stats.edges, "clusters": stats.clusters,
+                        **{f"sample_{k}": v for k, v in recall_figures(labels, data, hn).items()},
+                        "stats": stats.as_dict()})  # fmt: skip
+
+    rss_before = reset_peak_rss()
+    labels, stats = semantic_clusters(x, index=args.index, k=args.k, nprobe=args.nprobe, threads=args.threads)
+    results.append({**base, "method": stats.index_description, "seconds": stats.seconds,
+                    "candidate_pairs": stats.candidate_pairs, "edges": stats.edges, "clusters": stats.clusters,
+                    "peak_rss_mb": rss_mb(), "input_rss_mb": rss_input, "input_mb": x.nbytes / 2**20,
+                    "rss_before_call_mb": rss_before, "peak_rss_during_call_mb": _status_mb("VmHWM"),
+                    "generate_seconds": generate_s, **recall_figures(labels, data), "stats": stats.as_dict()})  # fmt: skip
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--dims", default="768,512")
+    parser.add_argument("--structures", default="uniform,topics")
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    parser.add_argument("--index", default="auto")
+    parser.add_argument("--nprobe", type=int, default=DEFAULT_NPROBE)
+    parser.add_argument("--k", type=int, default=16)
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--baseline-n", type=int, default=20_000)
+    parser.add_argument("--hnsw-n", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        d, structure = args.child.split(":")
+        print(json.dumps(one_config(args.n, int(d), structure, args)))
+        return
+
+    results: list[dict] = []
+    passthrough = [a for a in sys.argv[1:] if not a.startswith("--json")]
+    if "--json" in sys.argv:
+        i = sys.argv.index("--json")
+        passthrough = sys.argv[1:i] + sys.argv[i + 2 :]
+    for d in [int(s) for s in args.dims.split(",") if s]:
+        for structure in [s for s in args.structures.split(",") if s]:
+            out = subprocess.run([sys.executable, __file__, *passthrough, "--child", f"{d}:{structure}"],
+                                 check=True, capture_output=True, text=True, env={**os.environ})  # fmt: skip
+            results.extend(json.loads(out.stdout.strip().splitlines()[-1]))
+            print_table(results[-2 - bool(args.hnsw_n) :], header=len(results) <= 2 + bool(args.hnsw_n))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def print_table(results: list[dict], header: bool = True) -> None:
+    def fmt(v: object, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+
+    if header:
+        line = (f"{'rows':>10} {'d':>4} {'data':<8} {'method':<58} {'seconds':>9} {'cand. pairs':>16} {'edges':>9} "
+                f"{'peak RSS MB':>11} {'recall':>7} {'δ≥0.09':>7} {'neg.':>6}")  # fmt: skip
+        print(line)
+        print("-" * len(line))
+    for r in results:
+        recall = r.get("planted_recall", r.get("sample_planted_recall"))
+        hard = r.get("recall_0.09_0.10", r.get("sample_recall_0.09_0.10"))
+        negatives = r.get("negatives_merged", r.get("sample_negatives_merged"))
+        print(f"{r['n']:>10,} {r['dim']:>4} {r['structure']:<8} {r['method'][:58]:<58} {r['seconds']:>9.1f} "
+              f"{fmt(r['candidate_pairs'], ',d'):>16} {fmt(r['edges'], ',d'):>9} {fmt(r['peak_rss_mb'], ',.0f'):>11} "
+              f"{fmt(recall, '.4f'):>7} {fmt(hard, '.4f'):>7} {fmt(negatives, '.4f'):>6}", flush=True)  # fmt: skip
+        if "stats" in r and r.get("peak_rss_mb"):
+            s = r["stats"]
+            print(f"{'':>24} phases: prepare {s['seconds_prepare']:.1f}s, k-means {s['seconds_train']:.1f}s, "
+                  f"assign {s['seconds_assign']:.1f}s, join {s['seconds_search']:.1f}s, components "
+                  f"{s['seconds_components']:.1f}s; input {r['input_mb']:,.0f} MB; RSS before the call "
+                  f"{fmt(r['rss_before_call_mb'], ',.0f')} MB, peak during it {fmt(r['peak_rss_during_call_mb'], ',.0f')} MB; generate {r['generate_seconds']:.0f}s; BLAS {s['blas']}, "
+                  f"threads {s['threads']}; identical {s['identical']:,}, saturated {s['saturated']:,}, "
+                  f"largest list {s['largest_list']:,}", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
