@@ -10,6 +10,7 @@ import pytest
 from danqing_assets.definitions import ALL_ASSETS
 from danqing_assets.demo import sample_crawl_environment
 from danqing_assets.partitions import register_snapshots
+from danqing_assets.resources.clip import ClipModelResource
 from danqing_assets.resources.common_crawl import CommonCrawlResource
 from danqing_assets.resources.io_manager import ObjectStoreIOManager
 from danqing_assets.resources.shards import read_members
@@ -46,6 +47,7 @@ def materialise(storage, server, instance):
         "storage": storage,
         "common_crawl": CommonCrawlResource(base_url=server.base_url, collinfo_url=server.base_url + "collinfo.json"),
         "io_manager": ObjectStoreIOManager(storage=storage),
+        "clip_model": ClipModelResource(arch="RN50", allow_random_weights=True),  # not run: the selection stops before it
     }
     result = dg.materialize(ALL_ASSETS, selection=UP_TO_IMAGES, partition_key=SNAPSHOT, instance=instance,
                             resources=resources, run_config=QUIET)

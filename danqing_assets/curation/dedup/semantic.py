@@ -98,6 +98,7 @@ JOIN_BLOCK = 8_388_608
 DEFAULT_NPROBE = 16
 KMEANS_ITERATIONS = 10
 KMEANS_POINTS_PER_CENTROID = 64
+IVF_SPHERICAL = False
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 64
@@ -472,7 +473,7 @@ def _ivf_pairs(
     if nlist > 1:
         train_size = min(m, nlist * KMEANS_POINTS_PER_CENTROID)
         sample = np.sort(np.random.default_rng(seed).choice(m, train_size, replace=False))
-        kmeans = faiss.Kmeans(d, nlist, niter=KMEANS_ITERATIONS, seed=seed, spherical=True, verbose=False,
+        kmeans = faiss.Kmeans(d, nlist, niter=KMEANS_ITERATIONS, seed=seed, spherical=IVF_SPHERICAL, verbose=False,
                               max_points_per_centroid=KMEANS_POINTS_PER_CENTROID, min_points_per_centroid=1)  # fmt: skip
         kmeans.train(rows.get(unique[sample]))
         centroids = kmeans.centroids
@@ -481,7 +482,7 @@ def _ivf_pairs(
     stats.seconds_train = time.perf_counter() - t
 
     t = time.perf_counter()
-    quantizer = faiss.IndexFlatIP(d)
+    quantizer = faiss.IndexFlatIP(d) if IVF_SPHERICAL else faiss.IndexFlatL2(d)
     quantizer.add(centroids)
     probes = np.empty((m, nprobe), dtype=np.int32)
     for s in range(0, m, QUERY_BATCH):
