@@ -232,7 +232,7 @@ def print_table(results: list[dict], header: bool = True) -> None:
                   f"{s['seconds_components']:.1f}s; input {r['input_mb']:,.0f} MB; RSS before the call "
                   f"{fmt(r['rss_before_call_mb'], ',.0f')} MB, peak during it {fmt(r['peak_rss_during_call_mb'], ',.0f')} MB; generate {r['generate_seconds']:.0f}s; BLAS {s['blas']}, "
                   f"threads {s['threads']}; identical {s['identical']:,}, saturated {s['saturated']:,}, "
-                  f"largest list {s['largest_list']:,}", flush=True)  # fmt: skip
+                  f"largest list {s['largest_list']:,}, pruned probes {s['pruned_probes']:,}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

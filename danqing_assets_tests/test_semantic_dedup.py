@@ -168,6 +168,25 @@ def test_auto_chooses_the_approximate_index_past_the_flat_limit(monkeypatch: pyt
     assert np.mean(labels[copies] == labels[source]) >= 0.99
 
 
+def test_probe_pruning_skips_hub_cells_without_losing_pairs() -> None:
+    # rows = shared direction + one of 100 topic directions + noise: every centroid is equally far from the
+    # rows of other topics, so without pruning all rows probe the same "hub" cells
+    rng = np.random.default_rng(17)
+    n, d = 20_000, 256
+    shared, topics = unit(rng, 1, d)[0], unit(rng, 100, d)
+    x = 0.4 * shared + 0.6 * topics[rng.integers(0, 100, n)] + np.sqrt(0.48) * unit(rng, n, d)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    seeds = rng.choice(n, 600, replace=False)
+    copies = np.setdiff1d(np.arange(n), seeds)[rng.choice(n - 600, 600, replace=False)]
+    x[copies] = at_distance(rng, x[seeds], rng.uniform(0.0, 0.098, 600))
+    x32 = x.astype(np.float32)
+    pruned, stats = semantic_clusters(x32, index="ivf", nlist=128)
+    full, full_stats = semantic_clusters(x32, index="ivf", nlist=128, probe_sigmas=np.inf)
+    assert full_stats.pruned_probes == 0 and stats.pruned_probes > 0.8 * n * (stats.nprobe - 1)
+    assert stats.candidate_pairs < full_stats.candidate_pairs / 4
+    assert np.mean(pruned[copies] == pruned[seeds]) == np.mean(full[copies] == full[seeds]) == 1.0
+
+
 def test_hnsw_mode_runs_and_is_a_refinement() -> None:
     x, copies, source = planted(3000, 32, seed=7)
     assert_margin(x)

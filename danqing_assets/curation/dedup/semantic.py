@@ -98,7 +98,8 @@ JOIN_BLOCK = 8_388_608
 DEFAULT_NPROBE = 16
 KMEANS_ITERATIONS = 10
 KMEANS_POINTS_PER_CENTROID = 64
-IVF_SPHERICAL = False
+DEFAULT_PROBE_SIGMAS = 6.0
+PROBE_EFFECTIVE_DIM = 256
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 64
@@ -200,6 +201,8 @@ class SemanticDedupStats:
     nlist: int = 0
     nprobe: int = 0
     largest_list: int = 0
+    pruned_probes: int = 0
+    """ivf probes beyond the best cell dropped as too far for any near-duplicate's nearest centroid."""
     candidate_pairs: int = 0
     """Similarities computed (exact: searched·(searched−1)/2; ivf: Σ over lists of queries × members)."""
     saturated: int = 0
@@ -315,6 +318,7 @@ def semantic_clusters(
     dim: int | None = None,
     nlist: int | None = None,
     nprobe: int = DEFAULT_NPROBE,
+    probe_sigmas: float = DEFAULT_PROBE_SIGMAS,
     seed: int = 0,
 ) -> tuple[np.ndarray, SemanticDedupStats]:
     """Cluster label per row (int64): rows linked by a chain of cosine distances ≤ ``max_distance`` share
@@ -377,7 +381,8 @@ def semantic_clusters(
             if chosen == "flat":
                 _flat_pairs(rows, unique, d, threshold, edges, stats)
             elif chosen == "ivf":
-                _ivf_pairs(rows, unique, d, threshold, int(k), nlist, int(nprobe), seed, edges, stats)
+                _ivf_pairs(rows, unique, d, threshold, int(k), nlist, int(nprobe), float(probe_sigmas), seed, edges,
+                           stats)  # fmt: skip
             else:
                 _hnsw_pairs(rows, unique, d, threshold, int(k), edges, stats)
         else:
@@ -457,6 +462,7 @@ def _ivf_pairs(
     k: int,
     nlist: int | None,
     nprobe: int,
+    probe_sigmas: float,
     seed: int,
     edges: _EdgeList,
     stats: SemanticDedupStats,
@@ -473,7 +479,7 @@ def _ivf_pairs(
     if nlist > 1:
         train_size = min(m, nlist * KMEANS_POINTS_PER_CENTROID)
         sample = np.sort(np.random.default_rng(seed).choice(m, train_size, replace=False))
-        kmeans = faiss.Kmeans(d, nlist, niter=KMEANS_ITERATIONS, seed=seed, spherical=IVF_SPHERICAL, verbose=False,
+        kmeans = faiss.Kmeans(d, nlist, niter=KMEANS_ITERATIONS, seed=seed, spherical=True, verbose=False,
                               max_points_per_centroid=KMEANS_POINTS_PER_CENTROID, min_points_per_centroid=1)  # fmt: skip
         kmeans.train(rows.get(unique[sample]))
         centroids = kmeans.centroids
@@ -482,18 +488,23 @@ def _ivf_pairs(
     stats.seconds_train = time.perf_counter() - t
 
     t = time.perf_counter()
-    quantizer = faiss.IndexFlatIP(d) if IVF_SPHERICAL else faiss.IndexFlatL2(d)
+    quantizer = faiss.IndexFlatIP(d)
     quantizer.add(centroids)
     probes = np.empty((m, nprobe), dtype=np.int32)
+    scores = np.empty((m, nprobe), dtype=np.float32)
     for s in range(0, m, QUERY_BATCH):
-        _, found = quantizer.search(rows.get(unique[s : s + QUERY_BATCH]), nprobe)
-        probes[s : s + QUERY_BATCH] = found
-    primary = probes[:, 0]
+        scores[s : s + QUERY_BATCH], probes[s : s + QUERY_BATCH] = quantizer.search(
+            rows.get(unique[s : s + QUERY_BATCH]), nprobe
+        )
+    primary = probes[:, 0].copy()
     member_order = np.argsort(primary, kind="stable").astype(np.int64)
     member_bounds = np.searchsorted(primary[member_order], np.arange(nlist + 1))
+    if nprobe > 1:
+        _prune_probes(probes, scores, centroids, member_order, member_bounds, threshold, probe_sigmas, d, stats)
+    del scores
     probe_lists = probes.ravel()
     query_order = np.argsort(probe_lists, kind="stable")  # positions into probes.ravel(): query = pos // nprobe
-    query_bounds = np.searchsorted(probe_lists[query_order], np.arange(nlist + 1))
+    query_bounds = np.searchsorted(probe_lists[query_order], np.arange(nlist + 1))  # pruned (-1) sort first
     del probes, probe_lists
     list_sizes = np.diff(member_bounds)
     stats.largest_list = int(list_sizes.max())
@@ -501,6 +512,8 @@ def _ivf_pairs(
 
     t = time.perf_counter()
     for cell in np.flatnonzero(list_sizes):
+        if query_bounds[cell] == query_bounds[cell + 1]:
+            continue
         members = member_order[member_bounds[cell] : member_bounds[cell + 1]]
         queries_all = query_order[query_bounds[cell] : query_bounds[cell + 1]] // nprobe
         member_rows = rows.get(unique[members])
@@ -509,6 +522,44 @@ def _ivf_pairs(
             queries = queries_all[s : s + step]
             _join_block(rows.get(unique[queries]), member_rows, queries, members, threshold, k, edges, stats)
     stats.seconds_search = time.perf_counter() - t
+
+
+def _prune_probes(
+    probes: np.ndarray,
+    scores: np.ndarray,
+    centroids: np.ndarray,
+    member_order: np.ndarray,
+    member_bounds: np.ndarray,
+    threshold: np.float32,
+    probe_sigmas: float,
+    d: int,
+    stats: SemanticDedupStats,
+) -> None:
+    """Drop (set to -1) probes of cells that cannot plausibly hold a near-duplicate's nearest centroid.
+
+    For y at cosine c = 1 − δ ≥ 1 − β from x, y = c·x + s·z (s = sqrt(1 − c²), z a unit vector ⊥ x), y's
+    score for cell L beats its score for x's best cell 1 only if c·(score_x(1) − score_x(L)) ≤ s·z·(c_L − c_1).
+    With z isotropic in an effective dimension d', z·(c_L − c_1) has standard deviation ‖c_L − c_1‖ / sqrt(d'),
+    so probes whose gap exceeds ``probe_sigmas`` such deviations (at δ = β, the worst case) are dropped.
+    d' = min(d − 1, :data:`PROBE_EFFECTIVE_DIM`): CLIP embeddings vary in a few hundred directions at most.
+    Without this, on data with hub centroids (equally far from most rows) every row probes the hubs and
+    the join cost explodes; on structureless data gaps are small and nothing is dropped.
+    """
+    cos_beta = float(threshold)
+    if not math.isfinite(probe_sigmas) or cos_beta <= 0.05:
+        return
+    sin_beta = math.sqrt(max(0.0, 1.0 - cos_beta * cos_beta))
+    factor = probe_sigmas * sin_beta / (cos_beta * math.sqrt(max(1, min(d - 1, PROBE_EFFECTIVE_DIM))))
+    for cell in np.flatnonzero(np.diff(member_bounds)):
+        rows = member_order[member_bounds[cell] : member_bounds[cell + 1]]
+        similarity = centroids @ centroids[cell]  # unit centroids: ‖c_L − c_1‖² = 2 − 2 c_L·c_1
+        others = probes[rows, 1:]
+        spread = np.sqrt(np.maximum(2.0 - 2.0 * similarity[others], 0.0))
+        drop = (scores[rows, :1] - scores[rows, 1:]) > factor * spread
+        if drop.any():
+            others[drop] = -1
+            probes[rows, 1:] = others
+            stats.pruned_probes += int(drop.sum())
 
 
 def _join_block(
