@@ -16,11 +16,12 @@ uniform in [0, 0.098] from it (10% of copies exact), plus as many hard negatives
 seed. Recall = planted copies that end in their seed's cluster; "negatives merged" = hard negatives that
 end in their seed's cluster (legitimate only through a chain of true edges).
 
-Each (dimension, structure) runs in a fresh child process with all cores. Peak RSS = ru_maxrss of that
-child (data generation included); the clustering's own peak is VmHWM reset just before the call
-(``/proc/self/clear_refs``), beside VmRSS at that moment (input + baselines' leftovers). Baselines in the same child and data: exact ``IndexFlatIP``
-``range_search`` (this module's "flat" mode: upper-triangle blocks) on the first ``--baseline-n`` rows,
-extrapolated quadratically; optionally HNSW on ``--hnsw-n`` rows. Not part of the test suite.
+Each (dimension, structure) runs in a fresh child process with all cores. Peak RSS is the child's high-water
+mark reset just before the clustering call (``/proc/self/clear_refs``), so it is the input plus what the
+call itself allocates (VmRSS at the reset is printed beside it); where the reset is unavailable it is the
+child's ru_maxrss, data generation included. Baselines in the same child and data: exact
+``IndexFlatIP`` ``range_search`` (the "flat" mode: upper-triangle blocks) on the first ``--baseline-n``
+rows, extrapolated quadratically; optionally HNSW on ``--hnsw-n`` rows. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -170,7 +171,8 @@ def one_config(n: int, d: int, structure: str, args: argparse.Namespace) -> list
                     "candidate_pairs": stats.candidate_pairs, "edges": stats.edges, "clusters": stats.clusters,
                     "peak_rss_mb": rss_mb(), "input_rss_mb": rss_input, "input_mb": x.nbytes / 2**20,
                     "rss_before_call_mb": rss_before, "peak_rss_during_call_mb": _status_mb("VmHWM"),
-                    "generate_seconds": generate_s, **recall_figures(labels, data), "stats": stats.as_dict()})  # fmt: skip
+                    "generate_seconds": generate_s, **recall_figures(labels, data),
+                    "stats": stats.as_dict()})  # fmt: skip
     return results
 
 
@@ -230,9 +232,11 @@ def print_table(results: list[dict], header: bool = True) -> None:
             print(f"{'':>24} phases: prepare {s['seconds_prepare']:.1f}s, k-means {s['seconds_train']:.1f}s, "
                   f"assign {s['seconds_assign']:.1f}s, join {s['seconds_search']:.1f}s, components "
                   f"{s['seconds_components']:.1f}s; input {r['input_mb']:,.0f} MB; RSS before the call "
-                  f"{fmt(r['rss_before_call_mb'], ',.0f')} MB, peak during it {fmt(r['peak_rss_during_call_mb'], ',.0f')} MB; generate {r['generate_seconds']:.0f}s; BLAS {s['blas']}, "
-                  f"threads {s['threads']}; identical {s['identical']:,}, saturated {s['saturated']:,}, "
-                  f"largest list {s['largest_list']:,}, pruned probes {s['pruned_probes']:,}", flush=True)  # fmt: skip
+                  f"{fmt(r['rss_before_call_mb'], ',.0f')} MB, peak during it "
+                  f"{fmt(r['peak_rss_during_call_mb'], ',.0f')} MB; generate {r['generate_seconds']:.0f}s; "
+                  f"BLAS {s['blas']}, threads {s['threads']}; identical {s['identical']:,}, saturated "
+                  f"{s['saturated']:,}, largest list {s['largest_list']:,}, pruned probes {s['pruned_probes']:,}, "
+                  f"capped probes {s['capped_probes']:,}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
