@@ -1,19 +1,21 @@
 """Image stage throughput: our decode + filters' measurements + pHash + re-encode, beside bare Pillow decoding.
 
-    .venv/bin/python benchmarks/image_decode.py [--images 2000] [--seed 0] [--json out.json]
+    .venv/bin/python benchmarks/image_decode.py [--images 2000] [--pool 400] [--seed 0] [--json out.json]
 
 Images: JPEGs made from the 10 real COCO photos in ../shared/realworld/coco-cn/sample_images
 by random crops, resizes to a longest side of 300-1600 px (the web's usual range; the
 photos are 640 px, so the larger ones are upscaled), random quality 60-95, chroma
 subsampling 4:2:0 (most) or 4:4:4, a share progressive, a share with an EXIF
-orientation, written to a temporary directory and read back into memory, so neither
-side pays for disk. One process, one core (BLAS and OpenMP pinned to one thread).
+orientation, written to a temporary directory; ``--images`` reads cycle through a pool of
+``--pool`` of them, one file at a time (as downloads arrive), so memory does not grow with
+the count. One process pinned to one core (BLAS and OpenMP one thread).
 
 Baseline: ``Image.open(BytesIO(data)).convert("RGB")`` and ``load()`` — what the
-cheapest possible "decode" costs. Ours: :func:`decode_image` (JPEG draft, EXIF
-orientation, RGB, resize to 1024 px), :func:`image_metrics` (grey std, Laplacian
-variance, entropy), :func:`phash64` and :func:`encode_jpeg` (quality 90, optimised)
-of the stored image. Not part of the test suite.
+cheapest possible "decode" costs. Ours: :func:`prepare_image`, exactly what the
+download step does per image — :func:`decode_image` (JPEG draft, EXIF orientation,
+RGB, resize to 1024 px), the filters' measurements (grey std, Laplacian variance,
+entropy), :func:`phash64`, :func:`encode_jpeg` (quality 90) and the sha256 of the
+bytes. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import REALWORLD, Clock, PeakRSS, comparison, pin_one_core, stage_result, target  # noqa: E402
 
 from PIL import Image  # noqa: E402
 
@@ -46,8 +49,10 @@ from danqing_assets.curation.images.decode import (  # noqa: E402
     image_metrics,
     phash64,
 )
+from danqing_assets.curation.images.download import DownloadResult  # noqa: E402
+from danqing_assets.curation.images.ingest import prepare_image  # noqa: E402
 
-PHOTOS = REPO.parent / "shared" / "realworld" / "coco-cn" / "sample_images"
+PHOTOS = REALWORLD / "coco-cn" / "sample_images"
 
 
 def make_jpegs(directory: Path, count: int, seed: int) -> list[Path]:
@@ -81,23 +86,31 @@ def make_jpegs(directory: Path, count: int, seed: int) -> list[Path]:
     return paths
 
 
-def bare_decode(blobs: list[bytes], per_image: list[float]) -> float:
-    clock = time.perf_counter
-    started = clock()
-    for i, data in enumerate(blobs):
-        t0 = clock()
-        im = Image.open(io.BytesIO(data)).convert("RGB")
+def bare_decode(paths: list[Path]) -> int:
+    pixels = 0
+    for path in paths:
+        im = Image.open(io.BytesIO(path.read_bytes())).convert("RGB")
         im.load()
-        per_image[i] = min(per_image[i], clock() - t0)
-    return clock() - started
+        pixels += im.width * im.height
+    return pixels
 
 
-def our_pipeline(blobs: list[bytes], limits: DecodeLimits, per_image: list[float]) -> tuple[float, dict[str, float], int]:
+def ours(paths: list[Path], limits: DecodeLimits) -> int:
+    """What ``download_chunk`` does to every downloaded image: decode, resize, measure, pHash, re-encode."""
+    stored = 0
+    for path in paths:
+        prepared = prepare_image(DownloadResult(url=f"http://img.example.cn/{path.name}", ok=True, data=path.read_bytes()),
+                                 limits)
+        stored += len(prepared.jpeg)
+    return stored
+
+
+def step_shares(paths: list[Path], limits: DecodeLimits) -> dict[str, float]:
+    """Milliseconds per image of each step (decode, metrics, pHash, encode), for the profile."""
     steps = {"decode": 0.0, "metrics": 0.0, "phash": 0.0, "encode": 0.0}
-    out_bytes = 0
     clock = time.perf_counter
-    started = clock()
-    for i, data in enumerate(blobs):
+    for path in paths:
+        data = path.read_bytes()
         t0 = clock()
         decoded = decode_image(data, limits)
         t1 = clock()
@@ -106,75 +119,74 @@ def our_pipeline(blobs: list[bytes], limits: DecodeLimits, per_image: list[float
         t2 = clock()
         phash64(grey)
         t3 = clock()
-        out_bytes += len(encode_jpeg(decoded.image, limits.jpeg_quality))
+        encode_jpeg(decoded.image, limits.jpeg_quality, optimize=False)
         t4 = clock()
-        steps["decode"] += t1 - t0
-        steps["metrics"] += t2 - t1
-        steps["phash"] += t3 - t2
-        steps["encode"] += t4 - t3
-        per_image[i] = min(per_image[i], t4 - t0)
-    return clock() - started, steps, out_bytes
+        for name, s in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            steps[name] += s
+    return {k: 1000 * v / len(paths) for k, v in steps.items()}
+
+
+def run(size: int = 2000, *, pool: int = 400, seed: int = 0, rounds: int = 2, **_: object) -> dict:
+    """``size`` images read one at a time from disk, cycling a pool of ``pool`` generated JPEGs."""
+    pin_one_core()
+    with tempfile.TemporaryDirectory(prefix="danqing-image-bench-") as tmp:
+        distinct = make_jpegs(Path(tmp), min(size, pool), seed)
+        paths = [distinct[i % len(distinct)] for i in range(size)]
+        limits = DecodeLimits()
+        ours(distinct[:20], limits)  # imports (scipy for the DCT) and caches, untimed
+        bare_decode(distinct[:20])
+        bare_times, our_times, bare_cpu, our_cpu = [], [], [], []
+        with PeakRSS() as peak:
+            for _ in range(max(1, rounds)):  # alternating rounds, the best of each is kept
+                with Clock() as clock:
+                    stored = ours(paths, limits)
+                our_times.append(clock.wall)
+                our_cpu.append(clock.cpu)
+                with Clock() as clock:
+                    bare_decode(paths)
+                bare_times.append(clock.wall)
+                bare_cpu.append(clock.cpu)
+        shares = step_shares(distinct[:200], limits)
+        sizes = [Image.open(p).size for p in distinct]
+        read_mb = sum(p.stat().st_size for p in paths) / 1e6
+    seconds, bare_s = min(our_times), min(bare_times)
+    rate = size / seconds
+    bare = comparison("bare Pillow open + convert(RGB) + load", size, bare_s, rate, mb=read_mb,
+                      cpu_seconds=min(bare_cpu), ours_cpu_rate=size / min(our_cpu))
+    return stage_result(
+        "image", unit="images", items=size, seconds=seconds, cpu_seconds=min(our_cpu), mb=read_mb, peak=peak,
+        comparisons=[bare], targets=[target("≥ 75% of bare Pillow decode (per CPU-s)", bare["ratio_cpu"], 0.75)],
+        details={"distinct_images": len(distinct), "max_side": limits.max_side,
+                 "longest_side_px": [min(max(s) for s in sizes), max(max(s) for s in sizes)],
+                 "median_longest_side_px": statistics.median(max(s) for s in sizes),
+                 "over_max_side": sum(1 for s in sizes if max(s) > limits.max_side),
+                 "ms_per_image_per_step": shares, "stored_over_read_bytes": stored / (read_mb * 1e6),
+                 "ours_seconds_rounds": our_times, "bare_seconds_rounds": bare_times},
+        notes=["ours = prepare_image (decode with draft + EXIF + resize to 1024, metrics, pHash, JPEG re-encode, sha256)"],
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--pool", type=int, default=400, help="distinct generated JPEGs, cycled")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=3, help="alternating timed rounds; the best of each is kept")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-
-    with tempfile.TemporaryDirectory(prefix="danqing-image-bench-") as tmp:
-        paths = make_jpegs(Path(tmp), args.images, args.seed)
-        blobs = [p.read_bytes() for p in paths]
-    sizes = [Image.open(io.BytesIO(b)).size for b in blobs]
-    limits = DecodeLimits()
-    bare_each, our_each = [float("inf")] * len(blobs), [float("inf")] * len(blobs)
-    our_pipeline(blobs[:20], limits, our_each[:20])  # imports (scipy for the DCT) and caches, untimed
-    bare_decode(blobs[:20], bare_each[:20])
-
-    bare_times, our_runs = [], []
-    for _ in range(args.rounds):
-        bare_times.append(bare_decode(blobs, bare_each))
-        our_runs.append(our_pipeline(blobs, limits, our_each))
-    bare_s = min(bare_times)
-    ours_s, steps, out_bytes = min(our_runs, key=lambda r: r[0])
-
-    n = len(blobs)
-    bare_rate, our_rate = n / bare_s, n / ours_s
-    megapixels = sum(w * h for w, h in sizes) / 1e6
-    over = sum(1 for w, h in sizes if max(w, h) > limits.max_side)
-    print(f"{n:,} JPEGs, longest side {min(max(s) for s in sizes)}-{max(max(s) for s in sizes)} px "
-          f"(median {statistics.median(max(s) for s in sizes):.0f}), {megapixels:.0f} Mpx, "
-          f"{sum(map(len, blobs)) / 1e6:.1f} MB, {over:,} over {limits.max_side} px; one core")
-    print(f"bare Pillow open+convert(RGB)+load:        {bare_rate:8.1f} images/s  ({bare_s:.2f} s)")
-    print(f"decode+metrics+phash+encode (ours):       {our_rate:8.1f} images/s  ({ours_s:.2f} s)")
-    print(f"ratio ours / bare:                        {our_rate / bare_rate:8.2f}")
-    print(f"decode alone / bare:                      {bare_s / steps['decode']:8.2f}")
-    classes = {}
-    for label, keep in ((f"<= {limits.max_side} px", lambda s: max(s) <= limits.max_side),
-                        (f"> {limits.max_side} px", lambda s: max(s) > limits.max_side)):
-        idx = [i for i, s in enumerate(sizes) if keep(s)]
-        if idx:
-            b, o = sum(bare_each[i] for i in idx), sum(our_each[i] for i in idx)
-            classes[label] = {"images": len(idx), "bare_ms": 1000 * b / len(idx), "ours_ms": 1000 * o / len(idx), "ratio": b / o}
-            print(f"  {label:<12} {len(idx):5,} images: bare {1000 * b / len(idx):6.2f} ms, ours {1000 * o / len(idx):6.2f} ms, "
-                  f"ratio {b / o:.2f} (best per image over rounds)")
-    print("share of time per step:")
-    total = sum(steps.values())
-    for name, seconds in steps.items():
-        print(f"  {name:<10} {100 * seconds / total:5.1f} %  {1000 * seconds / n:6.2f} ms/image")
-    print(f"stored JPEG bytes / downloaded bytes:     {out_bytes / sum(map(len, blobs)):8.2f}")
+    r = run(args.images, pool=args.pool, seed=args.seed, rounds=args.rounds)
+    d, bare = r["details"], r["comparisons"][0]
+    print(f"{r['items']:,} JPEGs ({d['distinct_images']} distinct), longest side {d['longest_side_px'][0]}-"
+          f"{d['longest_side_px'][1]} px (median {d['median_longest_side_px']:.0f}), {r['mb']:.1f} MB, "
+          f"{d['over_max_side']} distinct over {d['max_side']} px; one core")
+    print(f"bare Pillow open+convert(RGB)+load:        {bare['items_per_s']:8.1f} images/s  ({bare['seconds']:.2f} s)")
+    print(f"decode+metrics+phash+encode (ours):       {r['items_per_s']:8.1f} images/s  ({r['seconds']:.2f} s, "
+          f"peak RSS {r['peak_rss_mb']:.0f} MB)")
+    print(f"ratio ours / bare:                        {bare['ratio']:8.2f}")
+    print("ms per image per step: " + ", ".join(f"{k} {v:.2f}" for k, v in d["ms_per_image_per_step"].items()))
+    print(f"stored JPEG bytes / downloaded bytes:     {d['stored_over_read_bytes']:8.2f}")
     if args.json:
-        args.json.write_text(json.dumps({
-            "images": n, "megapixels": megapixels, "over_max_side": over,
-            "bare_images_per_s": bare_rate, "ours_images_per_s": our_rate, "ratio": our_rate / bare_rate,
-            "seconds_per_step": steps, "ms_per_image_per_step": {k: 1000 * v / n for k, v in steps.items()},
-            "by_size": classes, "resample": limits.resample.name,
-            "bare_seconds_rounds": bare_times, "ours_seconds_rounds": [r[0] for r in our_runs],
-        }, indent=2))
+        args.json.write_text(json.dumps(r, indent=2))
 
 
 if __name__ == "__main__":

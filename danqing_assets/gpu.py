@@ -34,7 +34,25 @@ def gpu_op_tags() -> dict[str, str]:
     }
 
 
-# The default executor of the code location: parallel CPU steps, one GPU step at a time.
+# The local executor: parallel CPU steps, one GPU step at a time.
 executor = dg.multiprocess_executor.configured(
     {"tag_concurrency_limits": [{"key": GPU_TAG, "value": "true", "limit": 1}]}, name="danqing_multiprocess"
 )
+
+
+def default_executor(kind: str) -> dg.ExecutorDefinition:
+    """The code location's default executor (``DANQING_EXECUTOR``): ``multiprocess`` or ``k8s``.
+
+    Under ``k8s`` every step is its own Kubernetes Job, built from the step's ``dagster-k8s/config``
+    tag, so the GPU steps (and only they) get ``nvidia.com/gpu``.
+    """
+    if kind == "multiprocess":
+        return executor
+    if kind == "k8s":
+        try:
+            from dagster_k8s import k8s_job_executor
+        except ImportError as exc:
+            raise ImportError("DANQING_EXECUTOR=k8s needs dagster-k8s (pip install dagster-k8s==0.29.27; "
+                              "docker/requirements-deploy.txt installs it in the image)") from exc
+        return k8s_job_executor
+    raise ValueError(f"unknown executor {kind!r}: expected 'multiprocess' or 'k8s'")

@@ -137,6 +137,74 @@ class Settings(BaseSettings):
         default=0.1, description="Cosine distance of semantic near-duplicates (paper: β = 0.1); negative: off."
     )
 
+    # --- execution --------------------------------------------------------------------------
+    executor: Literal["multiprocess", "k8s"] = Field(
+        default="multiprocess",
+        description="Default executor of the code location: 'multiprocess' (local; one GPU step at a time) or 'k8s' "
+        "(dagster-k8s job executor: one pod per step, GPU steps request nvidia.com/gpu; needs dagster-k8s, "
+        "installed by docker/requirements-deploy.txt). Celery runs through job curation_celery.",
+    )
+
+    # --- release ------------------------------------------------------------------------
+    release_version: str = Field(
+        default="v1", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="Release path component: releases/<version>/<snapshot>/…; bump it for a new public version.",
+    )
+    release_shard_samples: int = Field(default=10_000, ge=1, description="Samples per WebDataset tar shard of a release.")
+    takedown_list_path: Path | None = Field(
+        default=None,
+        description="Takedown list: one entry per line, 'url <URL>', 'domain <host>', 'sha256 <hex>' or 'phash <16 hex>'; "
+        "'#' starts a comment. Default: none (an empty list).",
+    )
+    release_licence_notice: str = Field(
+        default="The images and texts remain under the licences of their owners; this release lists where they were "
+        "found (page URL, Common Crawl WARC record) and offers them for research on image-text models only. To have an "
+        "item removed, ask for a takedown: it is removed from every release without re-downloading anything.",
+        description="Licence notice printed in the dataset card.",
+    )
+
+    # --- Celery executor (job curation_celery) ---------------------------------
+    celery_broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Broker the Celery workers listen on.")
+    celery_backend_url: str = Field(default="redis://127.0.0.1:6379/1", description="Where Celery keeps step results.")
+
+    # --- dataset analysis and model evaluation (benchmark_results) ------------------
+    benchmark_sets_dir: Path | None = Field(
+        default=None,
+        description="Benchmark sets in Chinese-CLIP format (Flickr30K-CN, COCO-CN, MUGE retrieval: <split>_texts.jsonl + "
+        "<split>_imgs.tsv; zero-shot: label_cn.txt + test/<class id>/), the directory itself or one per subdirectory. "
+        "Default: a tiny SMOKE-TEST set built from the snapshot's own curated pairs.",
+    )
+    benchmark_retrieval_split: str = Field(
+        default="auto", description="Split of retrieval sets: test, valid, ...; auto: test if labelled, else valid."
+    )
+    benchmark_prompt_templates: Literal["auto", "openai", "normal"] = Field(
+        default="auto",
+        description="Zero-shot prompts (cn_clip's): openai (Chinese-CLIP's default set), normal ('{}的图片'); "
+        "auto: openai for configured sets, normal for the smoke set.",
+    )
+    benchmark_smoke_pairs: int = Field(default=32, ge=2, description="Pairs in the smoke-test set built from a snapshot.")
+    analysis_kmeans_clusters: int = Field(
+        default=10_000, ge=1, description="k-means clusters for semantic balance (paper: 10K; fewer on small snapshots)."
+    )
+
+    # --- automation: new crawls, incremental updates, step retries (danqing_assets/sensors.py, retries.py) ---
+    new_crawls_from_year: int = Field(
+        default=0, ge=0, description="The new-crawl sensor adds only crawls of this (first) year or later; 0: any year."
+    )
+    new_crawls_newest: int = Field(
+        default=1, ge=0, description="The new-crawl sensor considers only the newest N crawls of the list; 0: all of them."
+    )
+    new_crawl_sensor_running: bool = Field(
+        default=False, description="Start the new-crawl sensor with the code location (else switch it on in the UI)."
+    )
+    new_crawl_interval_s: int = Field(default=3600, ge=30, description="How often the new-crawl sensor reads the crawl list.")
+    new_crawl_fetch_attempts: int = Field(
+        default=2, ge=1, description="Attempts to read the crawl list within one sensor tick (the next tick tries again)."
+    )
+    automation_interval_s: int = Field(default=30, ge=5, description="How often automation conditions are evaluated.")
+    step_max_retries: int = Field(default=3, ge=0, description="Retries of a failed I/O step (exponential backoff).")
+    step_retry_delay_s: float = Field(default=2.0, ge=0, description="Wait before a step's first retry; doubles each time.")
+
     # --- the embedded demo ----------------------------------------------------
     sample_host_suffix: str = Field(
         default=".danqing-sample.test",

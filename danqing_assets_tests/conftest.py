@@ -8,7 +8,7 @@ import pytest
 from danqing_assets.sample_crawl import SampleCrawlServer, SampleMirror, build_sample_mirror
 from danqing_assets.settings import get_settings
 
-pytest_plugins = ["danqing_assets_tests.s3_server"]
+pytest_plugins = ["danqing_assets_tests.s3_server", "danqing_assets_tests.curated_sample"]
 
 
 @pytest.fixture(autouse=True)

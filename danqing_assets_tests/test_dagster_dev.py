@@ -6,6 +6,7 @@ import dagster as dg
 
 from danqing_assets.partitions import register_snapshots
 from danqing_assets_tests.dagster_dev import DagsterDev, group_alive
+from danqing_assets_tests.test_raw_pairs_asset import EXPECTED_ASSETS
 
 ASSET_NODES = """
 {
@@ -31,7 +32,7 @@ def test_dagster_dev_serves_raw_pairs_partitioned_by_snapshot(tmp_path):
     server = DagsterDev(home, env)
     with server:
         nodes = {tuple(n["assetKey"]["path"]): n for n in server.graphql(ASSET_NODES)["assetNodes"]}
-        assert {path[0] for path in nodes} == {"raw_pairs", "text_filtered_pairs", "text_rejected_pairs", "downloaded_images", "image_download_failures", "image_filtered_pairs", "image_rejected_pairs", "clip_embeddings", "clip_filtered_pairs", "clip_rejected_pairs"}
+        assert {path[0] for path in nodes} == EXPECTED_ASSETS
         assert nodes[("text_filtered_pairs",)]["dependencyKeys"] == [{"path": ["raw_pairs"]}]
         raw = nodes[("raw_pairs",)]
         assert raw["isPartitioned"] and raw["groupName"] == "ingest"

@@ -104,14 +104,22 @@ def test_raw_pairs_on_a_real_s3_server(s3_server, sample_mirror, sample_server):
     store.delete_prefix("")
 
 
+EXPECTED_ASSETS = {"raw_pairs", "text_filtered_pairs", "text_rejected_pairs", "downloaded_images", "image_download_failures",
+                   "image_filtered_pairs", "image_rejected_pairs", "clip_embeddings", "clip_filtered_pairs",
+                   "clip_rejected_pairs", "dedup_index", "takedown_list", "release", "release_manifest",
+                   "benchmark_results"}
+
+
 def test_the_code_location_loads_and_has_the_expected_shape():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"raw_pairs", "text_filtered_pairs", "text_rejected_pairs", "downloaded_images", "image_download_failures", "image_filtered_pairs", "image_rejected_pairs", "clip_embeddings", "clip_filtered_pairs", "clip_rejected_pairs"}
+    assert keys == EXPECTED_ASSETS
     image_deps = {k.to_user_string() for k in graph.get(dg.AssetKey("image_filtered_pairs")).parent_keys}
     assert image_deps == {"text_filtered_pairs", "downloaded_images", "image_download_failures"}
-    assert all(a.partitions_def == cc_snapshots for a in ALL_ASSETS)
+    unpartitioned = {k.to_user_string() for a in ALL_ASSETS if a.partitions_def is None for k in a.keys}
+    assert unpartitioned == {"takedown_list", "release_manifest"}  # one list, one published union
+    assert all(a.partitions_def == cc_snapshots for a in ALL_ASSETS if a.partitions_def is not None)
     text_deps = {k.to_user_string() for k in graph.get(dg.AssetKey("text_filtered_pairs")).parent_keys}
     assert text_deps == {"raw_pairs"}
     assert raw_pairs.partitions_def == cc_snapshots and cc_snapshots.name == "cc_snapshots"

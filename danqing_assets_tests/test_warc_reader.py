@@ -110,3 +110,11 @@ def test_japanese_pages_are_skipped_under_the_chinese_selection_and_parsed_witho
     assert stats.pages_parsed == 29 and table.height > 0
     assert set(table["page_charset"]) == {"euc_jp"}
     assert any("ヘッドポーター" in t for t in table["alt_text"])
+
+
+def test_cld2_line_is_read_as_strict_json():
+    # orjson reads it: NaN is not JSON (the json module let it through), so such a line is no tag
+    assert parse_cld2_languages(b'languages-cld2: {"languages":[{"code":"zh"}],"score":NaN}\r\n') is None
+    assert parse_cld2_languages(b'languages-cld2: {"languages":[{"code":"zh","name":"\xff"}]}') is None
+    assert parse_cld2_languages(b'x: 1\rlanguages-cld2: {"languages":[{"code-iso-639-3":"zho"}]}\r') == ("zho",)
+    assert parse_cld2_languages(b'languages-cld2:{"languages":[{"code-iso-639-3":null,"code":"zh"}]}') == ("zh",)

@@ -9,3 +9,8 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip wheel
 # torch/torchvision resolve from the local wheel mirror where the machine has one.
 .venv/bin/python -m pip install --quiet --progress-bar off -e '.[dev]'
+# The UI tests drive Debian's Chromium headless (Playwright uses it; no browser download).
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi

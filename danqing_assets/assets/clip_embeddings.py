@@ -10,6 +10,7 @@ import time
 import dagster as dg
 import polars as pl
 
+from ..asset_versions import asset_code_version, follows_upstream_and_settings
 from ..curation.embed.clip_model import RANDOM_WEIGHTS_WARNING
 from ..curation.embed.embedder import embed_pairs, to_binary
 from ..gpu import GPU_POOL, gpu_op_tags
@@ -19,6 +20,7 @@ from ..resources.clip import ClipModelResource
 from ..resources.shards import read_members
 from ..resources.storage import ObjectStore, StorageResource, write_parquet
 from ..resources.tables import TableManifest, iter_parts, manifest_key, part_key, schema_names
+from ..retries import io_retry_policy
 
 ASSET = "clip_embeddings"
 SCHEMA = {"uid": pl.String, "image_uid": pl.String, "clip_score": pl.Float32,
@@ -40,6 +42,9 @@ def image_bytes(store: ObjectStore, pairs: pl.DataFrame) -> list[bytes]:
     ins={"image_filtered_pairs": dg.AssetIn()},
     op_tags=gpu_op_tags(),
     pool=GPU_POOL,
+    code_version=asset_code_version(ASSET),
+    automation_condition=follows_upstream_and_settings(),
+    retry_policy=io_retry_policy(),
     description="Chinese-CLIP image and text embeddings (float16, L2-normalised) and the raw cosine score per pair.",
 )
 def clip_embeddings(context: dg.AssetExecutionContext, storage: StorageResource, clip_model: ClipModelResource,

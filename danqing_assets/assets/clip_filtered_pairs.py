@@ -11,6 +11,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from ..asset_versions import asset_code_version, follows_upstream_and_settings
 from ..curation.dedup.near_duplicates import pick_representatives
 from ..curation.dedup.semantic import semantic_clusters
 from ..curation.embed.clip_model import RANDOM_WEIGHTS_WARNING
@@ -18,6 +19,7 @@ from ..curation.embed.embedder import from_binary
 from ..partitions import cc_snapshots
 from ..resources.storage import StorageResource, write_parquet
 from ..resources.tables import TableManifest, manifest_key, part_key, read_table, schema_names
+from ..retries import io_retry_policy
 from ..settings import get_settings
 from .metadata import counter_table
 from .plots import bar_chart_png, markdown_image, sparkline_png
@@ -39,11 +41,16 @@ def band_reasons(scaled: pl.Series, lo: float, hi: float) -> pl.Series:
 
 @dg.multi_asset(
     outs={
-        KEPT: dg.AssetOut(group_name="embed", description="Pairs inside the Chinese-CLIP band, one per semantic near-duplicate cluster."),
-        REJECTED: dg.AssetOut(group_name="embed", description="Pairs outside the band or semantic duplicates, with reason."),
+        KEPT: dg.AssetOut(group_name="embed", code_version=asset_code_version(KEPT),
+                          automation_condition=follows_upstream_and_settings(),
+                          description="Pairs inside the Chinese-CLIP band, one per semantic near-duplicate cluster."),
+        REJECTED: dg.AssetOut(group_name="embed", code_version=asset_code_version(REJECTED),
+                          automation_condition=follows_upstream_and_settings(),
+                          description="Pairs outside the band or semantic duplicates, with reason."),
     },
     ins={"image_filtered_pairs": dg.AssetIn(), "clip_embeddings": dg.AssetIn()},
     partitions_def=cc_snapshots,
+    retry_policy=io_retry_policy(),
 )
 def clip_filtered_pairs(context: dg.AssetExecutionContext, storage: StorageResource, image_filtered_pairs: TableManifest,
                         clip_embeddings: TableManifest):

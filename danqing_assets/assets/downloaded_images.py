@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
+from ..asset_versions import asset_code_version, follows_upstream_and_settings
 from ..curation.images.decode import DecodeLimits
 from ..curation.images.download import DownloadConfig
 from ..curation.images.ingest import FAILURE_SCHEMA, IMAGE_INDEX_SCHEMA, download_chunk
@@ -31,12 +32,12 @@ from ..resources.tables import (
     read_table,
     schema_names,
 )
+from ..retries import io_retry_policy
 from ..settings import get_settings
 from .metadata import counter_table
 from .plots import bar_chart_png, histogram, markdown_image, sparkline_png
 
 IMAGES, FAILURES = "downloaded_images", "image_download_failures"
-CHUNK_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 # Failures the guard or the site decided: counted apart in the funnel.
 REFUSALS = ("robots_disallowed", "x_robots_noai", "ssrf_blocked")
 
@@ -76,6 +77,7 @@ def _urls(store, manifest: TableManifest | None) -> set[str]:
 
 @dg.op(
     out={"chunks": dg.DynamicOut(DownloadChunk), "carried": dg.Out(CarriedOver)},
+    retry_policy=io_retry_policy(),
     description="Find the image URLs to download: new ones and earlier transient failures.",
 )
 def plan_image_downloads(context: dg.OpExecutionContext, storage: StorageResource, text_filtered_pairs: TableManifest):
@@ -111,7 +113,7 @@ def plan_image_downloads(context: dg.OpExecutionContext, storage: StorageResourc
         yield dg.DynamicOutput(DownloadChunk(snapshot, i, len(chunks), urls), output_name="chunks", mapping_key=f"chunk_{i:05d}")
 
 
-@dg.op(retry_policy=CHUNK_RETRY, description="Download one chunk of image URLs into a WebDataset shard.")
+@dg.op(retry_policy=io_retry_policy(), description="Download one chunk of image URLs into a WebDataset shard.")
 def download_image_chunk(context: dg.OpExecutionContext, storage: StorageResource, chunk: DownloadChunk) -> ChunkResult:
     settings = get_settings()
     store = storage.store()
@@ -150,7 +152,7 @@ def download_funnel(counts: Counter) -> str:
     return "\n".join(lines)
 
 
-@dg.op(out={"images": dg.Out(TableManifest), "failures": dg.Out(TableManifest)},
+@dg.op(out={"images": dg.Out(TableManifest), "failures": dg.Out(TableManifest)}, retry_policy=io_retry_policy(),
        description="Commit the chunks (and what earlier runs settled) as the snapshot's partitions.")
 def commit_image_downloads(context: dg.OpExecutionContext, storage: StorageResource, carried: CarriedOver,
                            results: list[ChunkResult]):
@@ -189,8 +191,12 @@ def commit_image_downloads(context: dg.OpExecutionContext, storage: StorageResou
 
 @dg.graph_multi_asset(
     outs={
-        IMAGES: dg.AssetOut(group_name="images", description="Stored images: WebDataset shards + parquet index with sizes, blur, entropy, pHash."),
-        FAILURES: dg.AssetOut(group_name="images", description="Image URLs that could not be used, with reason and whether to retry."),
+        IMAGES: dg.AssetOut(group_name="images", code_version=asset_code_version(IMAGES),
+                          automation_condition=follows_upstream_and_settings(),
+                          description="Stored images: WebDataset shards + parquet index with sizes, blur, entropy, pHash."),
+        FAILURES: dg.AssetOut(group_name="images", code_version=asset_code_version(FAILURES),
+                          automation_condition=follows_upstream_and_settings(),
+                          description="Image URLs that could not be used, with reason and whether to retry."),
     },
     ins={"text_filtered_pairs": dg.AssetIn()},
     partitions_def=cc_snapshots,

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 from PIL import Image
 
+from ..asset_versions import asset_code_version, follows_upstream_and_settings
 from ..curation.dedup.near_duplicates import cluster_near_duplicates, degenerate_hashes, pick_representatives
 from ..curation.images.visual_filters import (
     VisualFilterConfig,
@@ -27,6 +28,7 @@ from ..partitions import cc_snapshots
 from ..resources.shards import read_members
 from ..resources.storage import ObjectStore, StorageResource, write_parquet
 from ..resources.tables import TableManifest, iter_parts, manifest_key, part_key, read_table, schema_names
+from ..retries import io_retry_policy
 from ..settings import Settings, get_settings
 from .metadata import counter_table
 from .plots import contact_sheet_jpeg, markdown_image
@@ -122,11 +124,16 @@ def sheets(store: ObjectStore, kept: pl.DataFrame, rejected: pl.DataFrame) -> st
 
 @dg.multi_asset(
     outs={
-        KEPT: dg.AssetOut(group_name="images", description="Pairs whose image passed the visual filters, one per near-duplicate cluster."),
-        REJECTED: dg.AssetOut(group_name="images", description="Pairs the image stage dropped, with reason."),
+        KEPT: dg.AssetOut(group_name="images", code_version=asset_code_version(KEPT),
+                          automation_condition=follows_upstream_and_settings(),
+                          description="Pairs whose image passed the visual filters, one per near-duplicate cluster."),
+        REJECTED: dg.AssetOut(group_name="images", code_version=asset_code_version(REJECTED),
+                          automation_condition=follows_upstream_and_settings(),
+                          description="Pairs the image stage dropped, with reason."),
     },
     ins={"text_filtered_pairs": dg.AssetIn(), "downloaded_images": dg.AssetIn(), "image_download_failures": dg.AssetIn()},
     partitions_def=cc_snapshots,
+    retry_policy=io_retry_policy(),
 )
 def image_filtered_pairs(context: dg.AssetExecutionContext, storage: StorageResource, text_filtered_pairs: TableManifest,
                          downloaded_images: TableManifest, image_download_failures: TableManifest):

@@ -50,6 +50,38 @@ def sparkline_png(values: Sequence[int], bar_width: int = 2, gap: int = 1, heigh
     return buffer.getvalue()
 
 
+def downsample(values: Sequence[float], points: int) -> list[float]:
+    """At most ``points`` values, evenly picked (first and last kept), for a curve of any length."""
+    if len(values) <= points:
+        return list(values)
+    step = (len(values) - 1) / (points - 1)
+    return [values[round(i * step)] for i in range(points)]
+
+
+def line_chart_png(values: Sequence[float], title: str, x_label: str, width: int = 560, height: int = 260) -> bytes:
+    """A curve through the values (e.g. cluster sizes, largest first), with the title and the peak written on it."""
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    left, top, bottom, right = 40, 24, height - 28, width - 8
+    draw.text((left, 4), title, fill=_INK, font=font)
+    draw.line([(left, bottom), (right, bottom)], fill=_INK)
+    draw.line([(left, top), (left, bottom)], fill=_INK)
+    peak = max(values, default=0) or 1
+    draw.text((4, top), f"{peak:,.0f}", fill=_INK, font=font)
+    draw.text((left, bottom + 4), f"1 .. {len(values):,} {x_label}", fill=_INK, font=font)
+    points = downsample(values, right - left)
+    span = max(len(points) - 1, 1)
+    xy = [(left + (right - left) * i / span, bottom - (bottom - top) * v / peak) for i, v in enumerate(points)]
+    if len(xy) > 1:
+        draw.line(xy, fill=_BAR, width=2)
+    elif xy:
+        draw.ellipse([xy[0][0] - 2, xy[0][1] - 2, xy[0][0] + 2, xy[0][1] + 2], fill=_BAR)
+    buffer = io.BytesIO()
+    image.convert("P", palette=Image.Palette.ADAPTIVE, colors=8).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
 def histogram(values: Sequence[int], lo: int, hi: int) -> tuple[list[str], list[int]]:
     """Counts per integer value in [lo, hi]; values outside are added to the edge bins."""
     counts = [0] * (hi - lo + 1)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import dagster as dg
 import polars as pl
 
+from ..asset_versions import asset_code_version, follows_upstream_and_settings
 from ..curation.extract_pairs import RAW_PAIRS_SCHEMA, ExtractionConfig, ExtractionStats, extract_pairs
 from ..curation.image_links import LinkLimits
 from ..partitions import cc_snapshots
@@ -20,11 +21,11 @@ from ..progress import Progress
 from ..resources.common_crawl import CommonCrawlResource
 from ..resources.storage import StorageResource, write_parquet
 from ..resources.tables import TableManifest, manifest_key, part_key, read_table, schema_names
+from ..retries import io_retry_policy
 from ..settings import get_settings
 from .metadata import counter_table, preview_markdown
 
 ASSET = "raw_pairs"
-SHARD_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ def split_into_shards(snapshot: str, paths: list[str], files_per_shard: int) -> 
     return [WarcShard(snapshot, i, len(groups), group) for i, group in enumerate(groups)]
 
 
-@dg.op(out=dg.DynamicOut(WarcShard), description="List the snapshot's WARC files and split them into shards.")
+@dg.op(out=dg.DynamicOut(WarcShard), retry_policy=io_retry_policy(),
+       description="List the snapshot's WARC files and split them into shards.")
 def plan_warc_shards(context: dg.OpExecutionContext, common_crawl: CommonCrawlResource):
     settings = get_settings()
     snapshot = context.partition_key
@@ -62,7 +64,7 @@ def plan_warc_shards(context: dg.OpExecutionContext, common_crawl: CommonCrawlRe
         yield dg.DynamicOutput(shard, mapping_key=f"shard_{shard.index:05d}")
 
 
-@dg.op(retry_policy=SHARD_RETRY, description="Extract image–text pairs from one shard of WARC files.")
+@dg.op(retry_policy=io_retry_policy(), description="Extract image–text pairs from one shard of WARC files.")
 def extract_shard_pairs(
     context: dg.OpExecutionContext, storage: StorageResource, common_crawl: CommonCrawlResource, shard: WarcShard
 ) -> ShardResult:
@@ -90,7 +92,7 @@ def extract_shard_pairs(
     return ShardResult(shard, key, table.height, stats.to_dict())
 
 
-@dg.op(description="Commit the shards' parts as the snapshot's raw_pairs partition.")
+@dg.op(retry_policy=io_retry_policy(), description="Commit the shards' parts as the snapshot's raw_pairs partition.")
 def commit_raw_pairs(
     context: dg.OpExecutionContext, storage: StorageResource, results: list[ShardResult]
 ) -> dg.Output[TableManifest]:
@@ -130,6 +132,8 @@ def commit_raw_pairs(
 @dg.graph_asset(
     partitions_def=cc_snapshots,
     group_name="ingest",
+    code_version=asset_code_version("raw_pairs"),
+    automation_condition=follows_upstream_and_settings(),
     description="Image–text pairs (image URL, alt text and provenance) from the snapshot's HTML pages.",
 )
 def raw_pairs():

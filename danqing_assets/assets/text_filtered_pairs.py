@@ -8,11 +8,13 @@ re-reading WARC files.
 
 import dagster as dg
 
+from ..asset_versions import asset_code_version, follows_upstream_and_settings
 from ..curation.text.chain import TextStageConfig, TextStageReport, build_filters, run_text_stage
 from ..partitions import cc_snapshots
 from ..progress import Progress
 from ..resources.storage import StorageResource, write_parquet
 from ..resources.tables import TableManifest, iter_parts, manifest_key, part_key, schema_names
+from ..retries import io_retry_policy
 from ..settings import Settings, get_settings
 from .metadata import counter_table
 from .plots import bar_chart_png, histogram, markdown_image, sparkline_png
@@ -58,11 +60,16 @@ def examples_markdown(report: TextStageReport) -> str:
 
 @dg.multi_asset(
     outs={
-        KEPT: dg.AssetOut(group_name="text", description="Pairs whose refined caption passed every text filter."),
-        REJECTED: dg.AssetOut(group_name="text", description="Pairs the text filters dropped, with filter and reason."),
+        KEPT: dg.AssetOut(group_name="text", code_version=asset_code_version(KEPT),
+                          automation_condition=follows_upstream_and_settings(),
+                          description="Pairs whose refined caption passed every text filter."),
+        REJECTED: dg.AssetOut(group_name="text", code_version=asset_code_version(REJECTED),
+                          automation_condition=follows_upstream_and_settings(),
+                          description="Pairs the text filters dropped, with filter and reason."),
     },
     ins={"raw_pairs": dg.AssetIn()},
     partitions_def=cc_snapshots,
+    retry_policy=io_retry_policy(),
 )
 def text_filtered_pairs(context: dg.AssetExecutionContext, storage: StorageResource, raw_pairs: TableManifest):
     snapshot = context.partition_key

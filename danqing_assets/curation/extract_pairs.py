@@ -30,6 +30,11 @@ RAW_PAIRS_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+_LINK_COLUMNS = ("url", "alt_text", "text_source", "alt", "title", "figcaption")
+_PAGE_COLUMNS = ("page_url", "page_languages", "page_charset", "fetch_date", "snapshot", "warc_path", "warc_offset")
+assert ("uid", *_LINK_COLUMNS, *_PAGE_COLUMNS) == tuple(RAW_PAIRS_SCHEMA)
+
+
 @dataclass
 class ExtractionStats:
     """What one extraction saw: merged across shards for the asset's metadata."""
@@ -107,6 +112,9 @@ def extract_pairs(
                 stats.pages_read += 1
             continue
         stats.pages_read += 1
+        if len(item.body) > config.max_page_bytes:  # a gzip Content-Encoding can inflate past the cap
+            stats.pages_skipped["body_too_large"] += 1
+            continue
         if reason := page_skip_reason(item, config.languages):
             stats.pages_skipped[reason] += 1
             continue
@@ -115,20 +123,22 @@ def extract_pairs(
         if decoded.replaced:
             stats.charset_sources["undecodable_bytes_replaced"] += 1
         drops: Counter[str] = Counter()
-        links = extract_image_links(decoded.text, item.url, drops, config.limits)
+        # lexbor parses UTF-8: a body that decoded cleanly as UTF-8 is parsed as it is, not re-encoded
+        utf8_as_is = decoded.charset == "utf-8" and decoded.source != "bom" and not decoded.replaced
+        links = extract_image_links(item.body if utf8_as_is else decoded.text, item.url, drops, config.limits)
         stats.pages_parsed += 1
         stats.images_seen += len(links) + sum(drops.values())
         stats.images_dropped.update(drops)
         if not links:
             stats.pages_skipped["no_image_pairs"] += 1
-        languages = ",".join(item.languages or ())
+            continue
         for link in links:
-            row = (
-                pair_uid(link.url, link.alt_text), link.url, link.alt_text, link.text_source, link.alt,
-                link.title, link.figcaption, item.url, languages, decoded.charset, item.fetch_date,
-                snapshot, warc_path, item.offset,
-            )  # fmt: skip
-            for column, value in zip(rows, row, strict=True):
-                rows[column].append(value)
+            rows["uid"].append(pair_uid(link.url, link.alt_text))
+            for column in _LINK_COLUMNS:
+                rows[column].append(getattr(link, column))
+        languages = ",".join(item.languages or ())
+        page_values = (item.url, languages, decoded.charset, item.fetch_date, snapshot, warc_path, item.offset)
+        for column, value in zip(_PAGE_COLUMNS, page_values, strict=True):
+            rows[column].extend([value] * len(links))
     stats.pairs = len(rows["uid"])
     return pl.DataFrame(rows, schema=RAW_PAIRS_SCHEMA), stats

@@ -12,11 +12,12 @@ reference reader). Both report the same pages and the same skip reasons.
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
+
+import orjson  # ~7x faster than json on the small languages-cld2 line read for every page
 
 ReaderName = Literal["fastwarc", "warcio"]
 
@@ -77,7 +78,7 @@ def iter_pages(
             else:  # a metadata record: (refers-to id, body)
                 refers_to, meta = item
                 if pending is not None and refers_to == pending.record_id:
-                    yield _to_page(pending, parse_cld2_languages(meta))
+                    yield _to_page(pending, meta)
                     pending = None
     except Exception as exc:  # noqa: BLE001 - any reader failure ends this file with a counted reason
         if pending is not None:
@@ -93,15 +94,16 @@ def parse_cld2_languages(metadata: bytes) -> tuple[str, ...] | None:
     for line in metadata.splitlines():
         if line.startswith(b"languages-cld2:"):
             try:
-                value = json.loads(line.split(b":", 1)[1])
+                value = orjson.loads(line.split(b":", 1)[1])
                 langs = value.get("languages", [])
                 return tuple(str(lang.get("code-iso-639-3") or lang.get("code", "")) for lang in langs)
-            except (ValueError, AttributeError, TypeError):
+            except (ValueError, AttributeError, TypeError):  # orjson.JSONDecodeError is a ValueError
                 return None
     return None
 
 
-def _to_page(resp: _Response, languages: tuple[str, ...] | None) -> PageRecord | SkippedRecord:
+def _to_page(resp: _Response, metadata: bytes | None) -> PageRecord | SkippedRecord:
+    """The page, or why not; its metadata record's language tag is parsed only for a page."""
     def skip(reason: str, detail: str = "") -> SkippedRecord:
         return SkippedRecord(reason, resp.url, resp.offset, detail)
 
@@ -119,6 +121,7 @@ def _to_page(resp: _Response, languages: tuple[str, ...] | None) -> PageRecord |
         body = _decode_content(resp.body, resp.content_encoding, 64 << 20)
     except (zlib.error, ValueError) as exc:
         return skip("content_decoding_error", str(exc)[:200])
+    languages = parse_cld2_languages(metadata) if metadata is not None else None
     return PageRecord(resp.url, resp.offset, resp.fetch_date, resp.record_id, resp.content_type, body, languages)
 
 
@@ -150,15 +153,21 @@ def _bounded_inflate(decomp, data: bytes, limit: int) -> bytes:
 
 # --- backends ------------------------------------------------------------------
 def _fastwarc_records(stream: BinaryIO, max_body: int) -> Iterator[_Response | tuple[str, bytes]]:
-    from fastwarc.warc import ArchiveIterator, WarcRecordType
+    from fastwarc.warc import ArchiveIterator, WarcHeader, WarcRecordType
 
+    # Typed header keys: a str key costs ~10x more (the binding first fails to read it as a WarcHeader).
+    metadata, concurrent_to = WarcRecordType.metadata, WarcHeader.WARC_CONCURRENT_TO
+    target_uri, warc_date = WarcHeader.WARC_TARGET_URI, WarcHeader.WARC_DATE
     types = WarcRecordType.response | WarcRecordType.metadata
     for rec in ArchiveIterator(stream, record_types=types, parse_http=False):
-        if rec.record_type == WarcRecordType.metadata:
-            yield rec.headers.get("WARC-Concurrent-To", ""), rec.reader.read(1 << 20)
+        headers = rec.headers
+        if rec.record_type == metadata:
+            yield headers.get(concurrent_to, ""), rec.reader.read(1 << 20)
             continue
-        url = rec.headers.get("WARC-Target-URI", "")
-        common = dict(url=url, offset=rec.stream_pos, fetch_date=rec.headers.get("WARC-Date", ""), record_id=rec.record_id)
+        common = dict(
+            url=headers.get(target_uri, ""), offset=rec.stream_pos, fetch_date=headers.get(warc_date, ""),
+            record_id=rec.record_id,
+        )  # fmt: skip
         try:
             rec.parse_http(quirks_mode=True)
         except OSError:

@@ -25,9 +25,10 @@ class ShardWriter:
         self._writer = wds.TarWriter(self._tmp, mtime=0, user="danqing", group="danqing")
         self.count = 0
 
-    def add(self, key: str, image: bytes, meta: dict, image_ext: str = "jpg") -> str:
-        """Add one sample; returns the image member's name."""
-        self._writer.write({"__key__": key, image_ext: image, "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode()})
+    def add(self, key: str, image: bytes, meta: dict, image_ext: str = "jpg", extra: dict[str, bytes] | None = None) -> str:
+        """Add one sample (``extra``: more members by extension, e.g. ``{"txt": caption}``); returns the image member's name."""
+        sample = {"__key__": key, image_ext: image, "json": json.dumps(meta, ensure_ascii=False, sort_keys=True).encode()}
+        self._writer.write({**sample, **(extra or {})})
         self.count += 1
         return f"{key}.{image_ext}"
 

@@ -8,7 +8,7 @@ manifest, so they see the old partition or the new one, never a mix.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import polars as pl
@@ -51,14 +51,28 @@ def file_key(asset: str, partition: str, name: str) -> str:
     return f"{table_prefix(asset, partition)}/files/{name}"
 
 
-def commit_table(store: ObjectStore, manifest: TableManifest) -> list[str]:
-    """Publish a partition: write its manifest, then delete objects only the old manifest used."""
+def commit_table(
+    store: ObjectStore, manifest: TableManifest, *, may_be_in_use: Callable[[str], bool] | None = None
+) -> list[str]:
+    """Publish a partition: write its manifest, then delete objects only the old manifest used.
+
+    With ``may_be_in_use`` (key -> True while a run that may still commit it could own it), the
+    partition's unreferenced ``parts/`` and ``files/`` objects for which it says False -- what a
+    killed or failed run left behind -- are deleted too. Without it orphans are left alone.
+    """
     for key in manifest.objects:
         if not store.exists(key):
             raise FileNotFoundError(f"cannot commit {manifest.asset}/{manifest.partition}: {key} is missing")
     old = load_manifest(store, manifest.asset, manifest.partition)
     put_json(store, manifest_key(manifest.asset, manifest.partition), asdict(manifest))
-    stale = sorted(set(old.objects) - set(manifest.objects)) if old else []
+    # A manifest may list objects of other partitions (the cumulative dedup index refers to earlier
+    # snapshots' parts); only this partition's own objects are ever deleted here.
+    own = table_prefix(manifest.asset, manifest.partition) + "/"
+    stale = sorted(k for k in set(old.objects) - set(manifest.objects) if k.startswith(own)) if old else []
+    if may_be_in_use is not None:
+        listed = set(manifest.objects) | set(stale)
+        orphans = [k for sub in ("parts/", "files/") for k in store.list(own + sub) if k not in listed]
+        stale += [k for k in orphans if not may_be_in_use(k)]
     for key in stale:
         store.delete(key)
     return stale

@@ -109,8 +109,10 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_DISTANCE = 0.1
 """β of the DanQing paper: cosine distance at or below which two image embeddings are near-duplicates."""
 DEFAULT_K = 16
-FLAT_MAX_ROWS = 200_000
-"""``index="auto"`` searches exactly up to this many distinct rows."""
+FLAT_MAX_ROWS = 50_000
+"""``index="auto"`` searches exactly up to this many distinct rows. Exact work grows as n²: measured on 2
+cores at 768-d, 200k rows took 546 s exactly against 44 s with "ivf" at the same recall, so exact search is
+kept for snapshots small enough that n² stays cheap (50k: ~35 s, extrapolated) and its exactness is free."""
 FLAT_BLOCK = 4096
 """Rows per exact block: one range search yields at most FLAT_BLOCK² pairs (~200 MB worst case)."""
 QUERY_BATCH = 16_384

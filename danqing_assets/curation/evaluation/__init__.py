@@ -1,0 +1,1 @@
+"""Dataset analysis (the paper's figures) and model evaluation on Chinese-CLIP-format benchmark sets."""

@@ -1,0 +1,1 @@
+"""Release building blocks: the published schema, takedowns, gates and the dataset card."""
