@@ -76,54 +76,38 @@ def test_at_most_one_gpu_step_runs_at_a_time_under_the_default_executor(tmp_path
 SNAPSHOT = "CC-MAIN-2026-08"
 
 
-def test_sample_snapshot_is_embedded_once_and_filtered_many_times(tmp_path, monkeypatch, sample_server):
-    from danqing_assets.demo import sample_crawl_environment
-    from danqing_assets.resources.clip import ClipModelResource
-    from danqing_assets.resources.common_crawl import CommonCrawlResource
-    from danqing_assets.resources.io_manager import ObjectStoreIOManager
-    from danqing_assets.resources.storage import StorageResource
+def test_sample_snapshot_is_embedded_once_and_filtered_many_times(curated_sample, tmp_path):
     from danqing_assets.partitions import register_snapshots
-    from danqing_assets.settings import get_settings
+    from danqing_assets.resources.storage import LocalObjectStore
+    from danqing_assets_tests.curated_sample import environment, materialise
 
-    env = {**sample_crawl_environment(sample_server.port, get_settings().sample_host_suffix),
-           "DANQING_CLIP_BAND_MIN": "-4", "DANQING_CLIP_BAND_MAX": "4", "DANQING_SEMANTIC_MAX_DISTANCE": "-1"}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    storage = StorageResource(kind="local", root=str(tmp_path / "store"))
-    store = storage.store()
-    resources = {"storage": storage, "io_manager": ObjectStoreIOManager(storage=storage),
-                 "common_crawl": CommonCrawlResource(base_url=sample_server.base_url, collinfo_url=sample_server.base_url + "collinfo.json"),
-                 "clip_model": ClipModelResource(arch="RN50", allow_random_weights=True, batch_size=32)}
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    with dg.instance_for_test() as instance:
+    # the session's curated sample: random RN50, band wide open, semantic dedup off
+    meta = dict(curated_sample.steps)[f"all {SNAPSHOT}"]
+    root = curated_sample.copy_store(tmp_path / "store")
+    store = LocalObjectStore(root)
+    pairs = read_table(store, load_manifest(store, "image_filtered_pairs", SNAPSHOT))
+    emb_manifest = load_manifest(store, "clip_embeddings", SNAPSHOT)
+    emb = read_table(store, emb_manifest)
+    assert sorted(emb["uid"]) == sorted(pairs["uid"]) and emb_manifest.stats["random_weights"] is True
+    vectors = from_binary(emb["image_embedding"].to_list())
+    assert vectors.dtype == np.float16 and vectors.shape == (pairs.height, 1024)
+    assert meta["clip_embeddings"]["random_weights"].value is True
+    assert "RANDOMLY INITIALISED" in meta["clip_embeddings"]["WARNING"].value
+    assert "RANDOM WEIGHTS" in meta["clip_filtered_pairs"]["score_distribution"].value
+    assert load_manifest(store, "clip_filtered_pairs", SNAPSHOT).rows == pairs.height  # band wide open, dedup off
+
+    # a narrower band re-runs only the filter: the embeddings are not computed again
+    median = float(np.median(emb["clip_score"].to_numpy()))
+    with environment({**curated_sample.env, "DANQING_CLIP_BAND_MIN": str(median * 4)}), \
+            dg.instance_for_test() as instance:
         register_snapshots(instance, [SNAPSHOT])
-        result = dg.materialize(ALL_ASSETS, partition_key=SNAPSHOT, instance=instance, resources=resources, run_config=quiet)
-        assert result.success
-        meta = {e.event_specific_data.materialization.asset_key.to_user_string(): e.event_specific_data.materialization.metadata
-                for e in result.get_asset_materialization_events()}
-        pairs = read_table(store, load_manifest(store, "image_filtered_pairs", SNAPSHOT))
-        emb_manifest = load_manifest(store, "clip_embeddings", SNAPSHOT)
-        emb = read_table(store, emb_manifest)
-        assert sorted(emb["uid"]) == sorted(pairs["uid"]) and emb_manifest.stats["random_weights"] is True
-        vectors = from_binary(emb["image_embedding"].to_list())
-        assert vectors.dtype == np.float16 and vectors.shape == (pairs.height, 1024)
-        assert meta["clip_embeddings"]["random_weights"].value is True
-        assert "RANDOMLY INITIALISED" in meta["clip_embeddings"]["WARNING"].value
-        assert "RANDOM WEIGHTS" in meta["clip_filtered_pairs"]["score_distribution"].value
-        assert load_manifest(store, "clip_filtered_pairs", SNAPSHOT).rows == pairs.height  # band wide open, dedup off
-
-        # a narrower band re-runs only the filter: the embeddings are not computed again
-        median = float(np.median(emb["clip_score"].to_numpy()))
-        monkeypatch.setenv("DANQING_CLIP_BAND_MIN", str(median * 4))
-        get_settings.cache_clear()
-        again = dg.materialize(ALL_ASSETS,
-                               selection=["clip_filtered_pairs", "clip_rejected_pairs"], partition_key=SNAPSHOT,
-                               instance=instance, resources=resources, run_config=quiet)
-        assert again.success
-        assert load_manifest(store, "clip_embeddings", SNAPSHOT).parts == emb_manifest.parts
-        kept = read_table(store, load_manifest(store, "clip_filtered_pairs", SNAPSHOT))
-        rejected = read_table(store, load_manifest(store, "clip_rejected_pairs", SNAPSHOT))
-        assert kept.height + rejected.height == pairs.height
-        assert (kept["clip_score"] * 4 >= median * 4 - 1e-6).all()
-        assert set(rejected["reason"]) == {"clip_band:below"}
+        again = materialise(instance, root, curated_sample.server, SNAPSHOT,
+                            selection=["clip_filtered_pairs", "clip_rejected_pairs"])
+        assert {e.asset_key.to_user_string() for e in again.get_asset_materialization_events()} == {
+            "clip_filtered_pairs", "clip_rejected_pairs"}
+    assert load_manifest(store, "clip_embeddings", SNAPSHOT).parts == emb_manifest.parts
+    kept = read_table(store, load_manifest(store, "clip_filtered_pairs", SNAPSHOT))
+    rejected = read_table(store, load_manifest(store, "clip_rejected_pairs", SNAPSHOT))
+    assert kept.height + rejected.height == pairs.height
+    assert (kept["clip_score"] * 4 >= median * 4 - 1e-6).all()
+    assert set(rejected["reason"]) == {"clip_band:below"}
