@@ -119,8 +119,10 @@ def run_pipeline() -> int:
         store = defs.resources["storage"].store()
         random_note = " — CLIP scores are from RANDOM weights" if get_settings().clip_allow_random_weights else ""
         _say(f"\nFunnel (pairs kept per stage{random_note}):\n" + format_funnel(funnel_rows(store, snapshots), snapshots))
+    release = f"releases/{get_settings().release_version}"
     _say(
         f"\nOutputs: {store.uri('datasets')}\n"
+        f"Release: {store.uri(release + '/manifest.json')} (dataset card: {store.uri(release + '/README.md')})\n"
         f"Dagster instance: {home}\n"
         "Web UI:  .venv/bin/danqing-demo ui   (then open http://127.0.0.1:3000)"
     )

@@ -7,19 +7,29 @@ from collections.abc import Sequence
 from .resources.storage import ObjectStore
 from .resources.tables import load_manifest
 
-# Dataset assets in pipeline order; later stages append themselves here.
-STAGES: list[str] = ["raw_pairs", "text_filtered_pairs", "image_filtered_pairs", "clip_filtered_pairs"]
+# Dataset assets in pipeline order.
+STAGES: list[str] = ["raw_pairs", "text_filtered_pairs", "image_filtered_pairs", "clip_filtered_pairs", "dedup_index",
+                     "release"]
+
+
+def stage_rows(store: ObjectStore, stage: str, snapshot: str) -> int | None:
+    """Pairs of ``snapshot`` that ``stage`` kept, or None when it is not materialised."""
+    if stage == "release":
+        from .assets.release import load_staged
+        from .settings import get_settings
+
+        staged = load_staged(store, get_settings().release_version, snapshot)
+        return staged.rows if staged else None
+    manifest = load_manifest(store, stage, snapshot)
+    if manifest is None:
+        return None
+    # the cumulative index holds every snapshot up to this one: count this snapshot's own pairs
+    return manifest.stats["snapshot_kept"] if stage == "dedup_index" else manifest.rows
 
 
 def funnel_rows(store: ObjectStore, snapshots: Sequence[str], stages: Sequence[str] = STAGES) -> dict[str, dict[str, int | None]]:
     """{stage: {snapshot: rows or None when not materialised}}."""
-    table: dict[str, dict[str, int | None]] = {}
-    for stage in stages:
-        table[stage] = {}
-        for snapshot in snapshots:
-            manifest = load_manifest(store, stage, snapshot)
-            table[stage][snapshot] = manifest.rows if manifest else None
-    return table
+    return {stage: {snapshot: stage_rows(store, stage, snapshot) for snapshot in snapshots} for stage in stages}
 
 
 def format_funnel(table: dict[str, dict[str, int | None]], snapshots: Sequence[str]) -> str:
