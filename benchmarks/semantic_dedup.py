@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import comparison, stage_result, target  # noqa: E402
+from common import comparison, stage_result, status_mb, target  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -55,17 +55,6 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _status_mb(field: str) -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
 def reset_peak_rss() -> float | None:
     """Current RSS in MB, after resetting the kernel's peak (VmHWM) to it (Linux ≥ 4.0), else None."""
     try:
@@ -73,7 +62,7 @@ def reset_peak_rss() -> float | None:
             f.write("5")
     except OSError:
         return None
-    return _status_mb("VmRSS")
+    return status_mb("VmRSS")
 
 
 def _unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -171,7 +160,7 @@ def one_config(n: int, d: int, structure: str, args: argparse.Namespace) -> list
     results.append({**base, "method": stats.index_description, "seconds": stats.seconds,
                     "candidate_pairs": stats.candidate_pairs, "edges": stats.edges, "clusters": stats.clusters,
                     "peak_rss_mb": rss_mb(), "input_rss_mb": rss_input, "input_mb": x.nbytes / 2**20,
-                    "rss_before_call_mb": rss_before, "peak_rss_during_call_mb": _status_mb("VmHWM"),
+                    "rss_before_call_mb": rss_before, "peak_rss_during_call_mb": status_mb("VmHWM"),
                     "generate_seconds": generate_s, **recall_figures(labels, data),
                     "stats": stats.as_dict()})  # fmt: skip
     return results

@@ -129,6 +129,17 @@ def comparison_table(snapshot: str, by_snapshot: dict[str, dict], order: list[st
     return "\n".join(lines)
 
 
+def histogram_pictures(key: str, histogram, alt: str, caption: str, title: str, chart_alt: str,
+                       chart_key: str | None = None) -> dict[str, dg.MetadataValue]:
+    """A histogram twice: a sparkline small enough to show inline (``key``) and the full bar chart beside it
+    (``chart_key``, default ``<key>_chart``)."""
+    return {
+        key: dg.MetadataValue.md(inline_picture(histogram.counts, alt, caption)),
+        chart_key or f"{key}_chart": dg.MetadataValue.md(markdown_image(
+            bar_chart_png(histogram.labels, histogram.counts, title), chart_alt)),
+    }
+
+
 def analysis_pictures(analysis: DatasetAnalysis, snapshot: str, score_scale: float) -> dict[str, dg.MetadataValue]:
     hist = analysis.histograms()
     numbers = analysis.key_numbers()
@@ -137,27 +148,21 @@ def analysis_pictures(analysis: DatasetAnalysis, snapshot: str, score_scale: flo
     curve = [int(v) for v in downsample(sizes, 60)]
     pos = analysis.pos
     return {
-        "caption_length": dg.MetadataValue.md(inline_picture(
-            hist["caption_words"].counts, "caption length histogram",
-            f"jieba words per caption, 0–60: mean {numbers['caption_words_mean']:.1f}, median "
-            f"{numbers['caption_words_median']:.0f}, {numbers['caption_share_6_to_40_words']:.0%} within 6–40")),
-        "caption_length_chart": dg.MetadataValue.md(markdown_image(bar_chart_png(
-            hist["caption_words"].labels, hist["caption_words"].counts, f"Caption length (jieba words), {snapshot}"),
-            "caption length chart")),
-        "resolution": dg.MetadataValue.md(inline_picture(
-            hist["short_side_px"].counts, "image short side histogram",
-            f"short side of the original image, bins of 50 px up to 1,000+: median {numbers['short_side_median_px']:.0f} px, "
-            f"{numbers['short_side_share_300_to_500_px']:.0%} within 300–500 px")),
-        "resolution_chart": dg.MetadataValue.md(markdown_image(bar_chart_png(
-            hist["short_side_px"].labels, hist["short_side_px"].counts, f"Image short side (px), {snapshot}"),
-            "resolution chart")),
-        "score_distribution": dg.MetadataValue.md(inline_picture(
-            hist["scaled_score"].counts, "image-text score histogram",
-            f"Chinese-CLIP score ({score_scale:g} × cosine), 0–2 in bins of 0.05: median "
-            f"{numbers['scaled_score_median']:.2f}")),
-        "score_chart": dg.MetadataValue.md(markdown_image(bar_chart_png(
-            hist["scaled_score"].labels, hist["scaled_score"].counts,
-            f"Image-text score ({score_scale:g} x cosine), {snapshot}"), "score chart")),
+        **histogram_pictures("caption_length", hist["caption_words"], "caption length histogram",
+                             f"jieba words per caption, 0–60: mean {numbers['caption_words_mean']:.1f}, median "
+                             f"{numbers['caption_words_median']:.0f}, {numbers['caption_share_6_to_40_words']:.0%} "
+                             "within 6–40",
+                             f"Caption length (jieba words), {snapshot}", "caption length chart"),
+        **histogram_pictures("resolution", hist["short_side_px"], "image short side histogram",
+                             f"short side of the original image, bins of 50 px up to 1,000+: median "
+                             f"{numbers['short_side_median_px']:.0f} px, "
+                             f"{numbers['short_side_share_300_to_500_px']:.0%} within 300–500 px",
+                             f"Image short side (px), {snapshot}", "resolution chart"),
+        **histogram_pictures("score_distribution", hist["scaled_score"], "image-text score histogram",
+                             f"Chinese-CLIP score ({score_scale:g} × cosine), 0–2 in bins of 0.05: median "
+                             f"{numbers['scaled_score_median']:.2f}",
+                             f"Image-text score ({score_scale:g} x cosine), {snapshot}", "score chart",
+                             chart_key="score_chart"),
         "semantic_balance": dg.MetadataValue.md(inline_picture(
             curve, "k-means cluster sizes, largest first",
             f"{balance['clusters']:,} k-means clusters of the image embeddings, sizes largest first: largest "

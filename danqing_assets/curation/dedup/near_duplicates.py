@@ -48,7 +48,7 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -555,15 +555,18 @@ def _pairs_bruteforce(
 ) -> tuple[np.ndarray, np.ndarray]:
     """All row pairs i < j (neither excluded) with Hamming distance ≤ ``max_distance``. O(n²): tests only."""
     h = _as_uint64(hashes)
-    n = h.size
-    ok = np.ones(n, dtype=bool) if exclude is None else ~np.asarray(exclude, dtype=bool)
+    ok = np.ones(h.size, dtype=bool) if exclude is None else ~np.asarray(exclude, dtype=bool)
+    return _close_pairs(h.size, ok, lambda start, stop: np.bitwise_count(h[start:stop, None] ^ h[None, :]) <= max_distance)
+
+
+def _close_pairs(n: int, ok: np.ndarray, close: Callable[[int, int], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Brute-force pairs i < j of valid rows where ``close(start, stop)`` (rows start..stop × all rows, bool)
+    holds, 1,024 rows at a time: the reference the tests check the fast searches against."""
     out_i: list[np.ndarray] = []
     out_j: list[np.ndarray] = []
     step = 1024
     for start in range(0, n, step):
-        block = h[start : start + step]
-        close = np.bitwise_count(block[:, None] ^ h[None, :]) <= max_distance
-        i, j = np.nonzero(close)
+        i, j = np.nonzero(close(start, min(start + step, n)))
         i += start
         sel = (i < j) & ok[i] & ok[j]
         out_i.append(i[sel].astype(np.int64))

@@ -102,7 +102,7 @@ from types import ModuleType
 
 import numpy as np
 
-from danqing_assets.curation.dedup.near_duplicates import _components, _EdgeList
+from danqing_assets.curation.dedup.near_duplicates import _close_pairs, _components, _EdgeList
 
 log = logging.getLogger(__name__)
 
@@ -690,15 +690,4 @@ def _pairs_bruteforce(
         if exclude is not None:
             ok &= ~np.asarray(exclude, dtype=bool)
         x = np.where(ok[:, None], x / np.where(ok, norms, 1.0)[:, None], 0.0)
-    out_i: list[np.ndarray] = []
-    out_j: list[np.ndarray] = []
-    for start in range(0, n, 1024):
-        sims = x[start : start + 1024] @ x.T
-        i, j = np.nonzero(sims >= 1.0 - max_distance)
-        i += start
-        sel = (i < j) & ok[i] & ok[j]
-        out_i.append(i[sel].astype(np.int64))
-        out_j.append(j[sel].astype(np.int64))
-    if not out_i:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    return np.concatenate(out_i), np.concatenate(out_j)
+    return _close_pairs(n, ok, lambda start, stop: x[start:stop] @ x.T >= 1.0 - max_distance)
