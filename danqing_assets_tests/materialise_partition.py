@@ -11,6 +11,7 @@ Exit status 0 when the run succeeded, 1 when it failed (the failure is printed).
 """
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,9 @@ def run_environment(server_port: int, data_dir: Path, store_root: Path, dagster_
         dagster_home.mkdir(parents=True, exist_ok=True)
         (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         env["DAGSTER_HOME"] = str(dagster_home)
+        # create the instance's SQLite schema now: two workers creating it at once can leave two alembic heads
+        with dg.DagsterInstance.from_config(str(dagster_home)):
+            pass
     return env
 
 
@@ -41,6 +45,20 @@ def start(env: dict[str, str], snapshot: str, assets: list[str], log: Path) -> s
         return subprocess.Popen([sys.executable, "-m", __name__, snapshot, *assets], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+
+
+def finish(proc: subprocess.Popen, log: Path | None = None, timeout_s: float = 300) -> int:
+    """The exit status of a run from :func:`start`; one still going after ``timeout_s`` (or when the wait is
+    interrupted) is killed with its process group, and the test fails with the end of its log."""
+    try:
+        return proc.wait(timeout_s)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            import pytest
+
+            pytest.fail(f"run did not finish in {timeout_s} s:\n{log.read_text()[-3000:] if log else ''}")
 
 
 def main(argv: list[str]) -> int:

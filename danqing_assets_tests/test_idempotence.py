@@ -5,30 +5,17 @@ byte-level comparison is :func:`partition_digest` (objects by content, manifest
 canonical, timings left out): point it at the ``release`` asset once it exists.
 """
 
-import os
-import signal
 
 import dagster as dg
 import pytest
 
 from danqing_assets.resources.storage import LocalObjectStore
-from danqing_assets_tests.materialise_partition import run_environment, start
+from danqing_assets_tests.materialise_partition import finish, run_environment, start
 from danqing_assets_tests.partition_digest import partition_digest, unreferenced_objects
 
 SNAPSHOT = "CC-MAIN-2026-08"
 ASSETS = ["raw_pairs", "text_filtered_pairs", "text_rejected_pairs"]
-TIMEOUT_S = 300
 FAST = {"DANQING_WARC_FILES_PER_SNAPSHOT": "1"}  # one WARC of the snapshot: the same code paths, a third of the time
-
-
-def finish(proc, log) -> int:
-    try:
-        return proc.wait(TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            pytest.fail(f"run did not finish in {TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")

@@ -4,27 +4,16 @@ the re-run completes), and the partition equals a clean run's, nothing lost or d
 This test starts its own SeaweedFS (other ports, other data folder), so stopping it disturbs no other test.
 """
 
-import os
-import signal
 import time
 
 from danqing_assets.resources.storage import LocalObjectStore
 from danqing_assets.resources.storage_s3 import S3ObjectStore
-from danqing_assets_tests.materialise_partition import run_environment, start
+from danqing_assets_tests.materialise_partition import finish, run_environment, start
 from danqing_assets_tests.partition_digest import partition_digest, unreferenced_objects
 from danqing_assets_tests.s3_server import S3Server
 
 SNAPSHOT = "CC-MAIN-2026-08"
 TIMEOUT_S = 300
-
-
-def finish(proc) -> int:
-    try:
-        return proc.wait(TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def test_a_run_survives_an_s3_restart_and_equals_a_clean_run(tmp_path, sample_server):
