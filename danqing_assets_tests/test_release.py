@@ -211,6 +211,7 @@ def test_the_sample_release_is_published_with_a_manifest_and_a_card(curated_samp
             data = (curated_sample.root / "releases/v1" / relative).read_bytes()
             assert len(data) == info["bytes"] and hashlib.sha256(data).hexdigest() == info["sha256"]
         assert [stage for stage, _ in entry["funnel"]][0] == "raw pairs" and entry["funnel"][-1][1] == entry["rows"]
+    assert "RANDOMLY INITIALISED" in dict(curated_sample.steps)[f"rebuild {NEW}"]["release"]["WARNING"].value
     card = store.get_bytes("releases/v1/README.md").decode()
     assert "RANDOMLY INITIALISED" in card and "remain under the licences of their owners" in card
     assert f"| **total** | {manifest['totals']['pairs']:,} |" in card

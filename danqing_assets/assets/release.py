@@ -27,6 +27,7 @@ import polars as pl
 from PIL import Image
 
 from ..asset_versions import asset_code_version, follows_upstream_and_settings
+from ..curation.embed.clip_model import RANDOM_WEIGHTS_WARNING
 from ..curation.release.card import dataset_card
 from ..curation.release.gates import GATES, GateResult, inspect_shards, run_gates
 from ..curation.release.schema import IMAGE_EXT, JSON_FIELDS, RELEASE_SCHEMA, release_frame
@@ -266,6 +267,8 @@ def release(context: dg.AssetExecutionContext, storage: StorageResource):
         "sample_images": dg.MetadataValue.md(markdown_image(contact_sheet_jpeg(pictures), "released images", "image/jpeg")
                                              if pictures else "_nothing released_"),
     }
+    if random_weights:
+        metadata["WARNING"] = dg.MetadataValue.md(f"**{RANDOM_WEIGHTS_WARNING}** This release is a pipeline test.")
     return dg.MaterializeResult(metadata=metadata, check_results=[_check_result(r) for r in results])
 
 
