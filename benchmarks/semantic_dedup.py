@@ -1,9 +1,11 @@
 """Semantic near-duplicate clustering of CLIP-like embeddings at scale, beside an exact baseline in the same run.
 
     .venv/bin/python benchmarks/semantic_dedup.py [--n 1000000] [--dims 768,512] [--structures uniform,topics]
-        [--dtype float32|float16] [--nprobe 16] [--baseline-n 20000] [--hnsw-n 0] [--json out.json]
+        [--dtype float16|float32] [--nprobe 16] [--baseline-n 20000] [--hnsw-n 0] [--json out.json]
 
-Embeddings (L2-normalised, generated in chunks):
+Embeddings (L2-normalised, generated in chunks and written block by block to a scratch
+:class:`~danqing_assets.curation.embed.vector_file.VectorFile`, float16 by default, as the
+``clip_filtered_pairs`` asset stores a snapshot's; every search reads that file-backed array):
 
 * ``uniform`` — uniformly random unit vectors: no cluster structure at all, the worst case for an
   inverted file (k-means cells align with nothing, so a close pair straddles cells as often as geometry
@@ -17,9 +19,10 @@ seed. Recall = planted copies that end in their seed's cluster; "negatives merge
 end in their seed's cluster (legitimate only through a chain of true edges).
 
 Each (dimension, structure) runs in a fresh child process with all cores. Peak RSS is the child's high-water
-mark reset just before the clustering call (``/proc/self/clear_refs``), so it is the input plus what the
-call itself allocates (VmRSS at the reset is printed beside it); where the reset is unavailable it is the
-child's ru_maxrss, data generation included. Baselines in the same child and data: exact
+mark reset just before the clustering call (``/proc/self/clear_refs``), so it is what the call itself
+holds: the input is file-backed and its pages are dropped after each batch (VmRSS at the reset is printed
+beside it; the result gives the peak per row, in all and above that RSS); where the reset is unavailable
+it is the child's ru_maxrss, data generation included. Baselines in the same child and data: exact
 ``IndexFlatIP`` ``range_search`` (the "flat" mode: upper-triangle blocks) on the first ``--baseline-n``
 rows, extrapolated quadratically; optionally HNSW on ``--hnsw-n`` rows. Not part of the test suite.
 """
@@ -33,13 +36,13 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import comparison, stage_result, status_mb, target  # noqa: E402
-
 import numpy as np  # noqa: E402
+from common import comparison, stage_result, status_mb, target  # noqa: E402
 
 from danqing_assets.curation.dedup.semantic import (  # noqa: E402
     DEFAULT_MAX_DISTANCE,
@@ -47,6 +50,7 @@ from danqing_assets.curation.dedup.semantic import (  # noqa: E402
     faiss,
     semantic_clusters,
 )
+from danqing_assets.curation.embed.vector_file import VectorFile, drop_resident_pages
 
 CHUNK = 65_536
 
@@ -71,11 +75,8 @@ def _unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     return x
 
 
-def synthetic(
-    n: int, d: int, structure: str, dtype: str, beta: float = DEFAULT_MAX_DISTANCE, share: float = 0.05, seed: int = 0
-) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = np.empty((n, d), dtype=dtype)
+def _base_blocks(rng: np.random.Generator, n: int, d: int, structure: str) -> Iterator[np.ndarray]:
+    """The rows before any near-duplicate is planted, CHUNK at a time."""
     if structure == "topics":
         shared = _unit_rows(rng, 1, d)[0]
         topics = _unit_rows(rng, max(1, n // 200), d)
@@ -85,7 +86,11 @@ def synthetic(
             t = rng.integers(0, topics.shape[0], rows.shape[0])
             rows = 0.4 * shared + 0.6 * topics[t] + np.sqrt(1 - 0.4**2 - 0.6**2) * rows
             rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-        x[s : s + rows.shape[0]] = rows
+        yield rows
+
+
+def _plan(rng: np.random.Generator, n: int, beta: float, share: float) -> dict[str, np.ndarray]:
+    """Which rows become copies (and of which seed, at which distance) and which hard negatives."""
     planted = int(n * share)
     sizes = rng.integers(1, 5, planted)
     sizes = sizes[: np.searchsorted(np.cumsum(sizes), planted) + 1]
@@ -98,17 +103,56 @@ def synthetic(
     delta[rng.random(copies) < 0.1] = 0.0
     negatives = order[sizes.size + copies : 2 * sizes.size + copies]
     negative_delta = rng.uniform(beta * 1.1, beta * 2.0, negatives.size)
-    for rows, sources, distances in ((members, member_seed, delta), (negatives, seeds, negative_delta)):
-        for s in range(0, rows.size, CHUNK):
+    return {"members": members, "member_seed": member_seed, "delta": delta, "negatives": negatives,
+            "negative_seed": seeds[: negatives.size], "negative_delta": negative_delta}  # fmt: skip
+
+
+def _planted_rows(rng: np.random.Generator, x: np.ndarray, plan: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (ascending) to overwrite and their new values: each copy or negative at its distance from its seed.
+
+    Seeds are never overwritten, so every new value depends on the base rows only.
+    """
+    rows, values = [], []
+    for targets, sources, distances in ((plan["members"], plan["member_seed"], plan["delta"]),
+                                        (plan["negatives"], plan["negative_seed"], plan["negative_delta"])):  # fmt: skip
+        for s in range(0, targets.size, CHUNK):
             src = x[sources[s : s + CHUNK]].astype(np.float64)
             src /= np.linalg.norm(src, axis=1, keepdims=True)
             z = rng.standard_normal(src.shape)
             z -= (z * src).sum(axis=1, keepdims=True) * src
             z /= np.linalg.norm(z, axis=1, keepdims=True)
             c = (1.0 - distances[s : s + CHUNK])[:, None]
-            x[rows[s : s + CHUNK]] = c * src + np.sqrt(1.0 - c * c) * z
-    return {"x": x, "members": members, "member_seed": member_seed, "delta": delta, "negatives": negatives,
-            "negative_seed": seeds[: negatives.size]}  # fmt: skip
+            rows.append(targets[s : s + CHUNK])
+            values.append((c * src + np.sqrt(1.0 - c * c) * z).astype(x.dtype))
+    rows_all = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    values_all = np.concatenate(values) if values else np.zeros((0, x.shape[1]), dtype=x.dtype)
+    order = np.argsort(rows_all, kind="stable")
+    return rows_all[order], values_all[order]
+
+
+def synthetic(
+    n: int, d: int, structure: str, dtype: str, beta: float = DEFAULT_MAX_DISTANCE, share: float = 0.05, seed: int = 0,
+    directory: str | None = None,
+) -> dict:  # fmt: skip
+    """The embeddings, written block by block to a :class:`VectorFile` as the asset writes a snapshot's (the
+    base rows to a first file, then again with the planted rows in place): ``data["x"]`` is the final file's
+    read-only, file-backed array, ``data["file"]`` the file (close it when done); plus the planted pairs."""
+    rng = np.random.default_rng(seed)
+    with VectorFile(d, dtype=dtype, directory=directory) as base:
+        for block in _base_blocks(rng, n, d, structure):
+            base.append(block)
+        base_x = base.array()
+        plan = _plan(rng, n, beta, share)
+        rows, values = _planted_rows(rng, base_x, plan)
+        final = VectorFile(d, dtype=dtype, directory=directory)
+        for s in range(0, n, CHUNK):
+            block = np.array(base_x[s : s + CHUNK])
+            lo, hi = np.searchsorted(rows, [s, s + block.shape[0]])
+            block[rows[lo:hi] - s] = values[lo:hi]
+            final.append(block)
+            drop_resident_pages(base_x)
+        del base_x
+    return {"x": final.array(), "file": final, **plan}
 
 
 def recall_figures(labels: np.ndarray, data: dict[str, np.ndarray], limit: int | None = None) -> dict[str, float]:
@@ -132,6 +176,13 @@ def one_config(n: int, d: int, structure: str, args: argparse.Namespace) -> list
     started = time.perf_counter()
     data = synthetic(n, d, structure, args.dtype)
     generate_s = time.perf_counter() - started
+    try:
+        return _search_all(data, n, d, structure, generate_s, args)
+    finally:
+        data["file"].close()
+
+
+def _search_all(data: dict, n: int, d: int, structure: str, generate_s: float, args: argparse.Namespace) -> list[dict]:
     x = data["x"]
     base = {"n": n, "dim": d, "structure": structure, "dtype": args.dtype, "faiss": faiss.__version__,
             "threads": faiss.omp_get_max_threads()}  # fmt: skip
@@ -155,18 +206,29 @@ def one_config(n: int, d: int, structure: str, args: argparse.Namespace) -> list
                         **{f"sample_{k}": v for k, v in recall_figures(labels, data, hn).items()},
                         "stats": stats.as_dict()})  # fmt: skip
 
+    del labels  # the baselines' arrays must not count in the peak below
+    drop_resident_pages(x)
     rss_before = reset_peak_rss()
     labels, stats = semantic_clusters(x, index=args.index, k=args.k, nprobe=args.nprobe, threads=args.threads)
+    peak_during = status_mb("VmHWM")
     results.append({**base, "method": stats.index_description, "seconds": stats.seconds,
                     "candidate_pairs": stats.candidate_pairs, "edges": stats.edges, "clusters": stats.clusters,
                     "peak_rss_mb": rss_mb(), "input_rss_mb": rss_input, "input_mb": x.nbytes / 2**20,
-                    "rss_before_call_mb": rss_before, "peak_rss_during_call_mb": status_mb("VmHWM"),
-                    "generate_seconds": generate_s, **recall_figures(labels, data),
-                    "stats": stats.as_dict()})  # fmt: skip
+                    "input_file_backed": True, "rss_before_call_mb": rss_before, "peak_rss_during_call_mb": peak_during,
+                    **bytes_per_row(peak_during, rss_before, n), "generate_seconds": generate_s,
+                    **recall_figures(labels, data), "stats": stats.as_dict()})  # fmt: skip
     return results
 
 
-def run(size: int = 1_000_000, *, dim: int = 768, structure: str = "topics", dtype: str = "float32",
+def bytes_per_row(peak_mb: float | None, before_mb: float | None, n: int) -> dict[str, float | None]:
+    """Peak RSS of the call per row, in all and above the RSS it started from (what the search itself holds)."""
+    if peak_mb is None or not n:
+        return {"peak_rss_bytes_per_row": None, "call_bytes_per_row": None}
+    return {"peak_rss_bytes_per_row": peak_mb * 2**20 / n,
+            "call_bytes_per_row": (peak_mb - before_mb) * 2**20 / n if before_mb is not None else None}  # fmt: skip
+
+
+def run(size: int = 1_000_000, *, dim: int = 768, structure: str = "topics", dtype: str = "float16",
         baseline_n: int = 20_000, threads: int | None = None, index: str = "ivf", **_: object) -> dict:
     """``size`` embeddings of ``dim`` dimensions clustered at the default β, all cores; for the harness.
 
@@ -189,8 +251,11 @@ def run(size: int = 1_000_000, *, dim: int = 768, structure: str = "topics", dty
                         else "1M embeddings < 600 s", one_million, 600.0, higher_is_better=False)],
         details={"method": r["method"], "dim": dim, "structure": structure, "dtype": dtype,
                  "planted_recall": r["planted_recall"], "negatives_merged": r["negatives_merged"],
-                 "input_mb": r["input_mb"], "projected_1m_seconds": one_million, "stats": r["stats"]},
-        notes=["memory grows with n by design: the snapshot's embeddings are searched at once"],
+                 "input_mb": r["input_mb"], "input_file_backed": r["input_file_backed"],
+                 "peak_rss_bytes_per_row": r["peak_rss_bytes_per_row"], "call_bytes_per_row": r["call_bytes_per_row"],
+                 "projected_1m_seconds": one_million, "stats": r["stats"]},
+        notes=[("embeddings are read from a file-backed float16 VectorFile, batch by batch (as the asset does); "
+                "what grows with n is the search's per-row bookkeeping and the k-means sample (~sqrt(n) rows)")],
     )
     out["peak_rss_mb"], out["rss_before_mb"] = peak, r.get("rss_before_call_mb")
     return out
@@ -201,7 +266,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dims", default="768,512")
     parser.add_argument("--structures", default="uniform,topics")
-    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float16")
     parser.add_argument("--index", default="auto")
     parser.add_argument("--nprobe", type=int, default=DEFAULT_NPROBE)
     parser.add_argument("--k", type=int, default=16)

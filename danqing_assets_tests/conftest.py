@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpcore
 import pytest
 
 from danqing_assets.sample_crawl import SampleCrawlServer, SampleMirror, build_sample_mirror
@@ -29,3 +30,17 @@ def sample_mirror(tmp_path_factory: pytest.TempPathFactory) -> SampleMirror:
 def sample_server(sample_mirror: SampleMirror) -> Iterator[SampleCrawlServer]:
     with SampleCrawlServer(sample_mirror.root) as server:
         yield server
+
+
+@pytest.fixture
+def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every (ip, port) a socket is really opened to, below the guard."""
+    seen: list[tuple[str, int]] = []
+    original = httpcore.AnyIOBackend.connect_tcp
+
+    async def spy(self, host, port, *args, **kwargs):
+        seen.append((host, port))
+        return await original(self, host, port, *args, **kwargs)
+
+    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", spy)
+    return seen

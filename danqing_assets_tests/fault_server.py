@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from danqing_assets_tests.loopback_http import LoopbackHTTPServer, QuietHandler
 
 
 @dataclass
@@ -16,16 +16,13 @@ class Faults:
     retry_after: str | None = "0"
 
 
-class FaultServer:
+class FaultServer(LoopbackHTTPServer):
     def __init__(self, files: dict[str, bytes], faults: Faults | None = None) -> None:
         self.files, self.faults = files, faults or Faults()
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # keep test output quiet
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 server.requests.append((self.path, self.headers.get("Range")))
                 faults = server.faults
@@ -60,19 +57,4 @@ class FaultServer:
                     return
                 self.wfile.write(payload)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def __enter__(self) -> FaultServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(5)
+        super().__init__(Handler)

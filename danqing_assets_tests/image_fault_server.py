@@ -12,7 +12,9 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from danqing_assets_tests.loopback_http import LoopbackHTTPServer, QuietHandler
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Seen:
     at: float
 
 
-class ImageFaultServer:
+class ImageFaultServer(LoopbackHTTPServer):
     def __init__(self, routes: dict[str, Route] | None = None) -> None:
         self.routes: dict[str, Route] = dict(routes or {})
         self.requests: list[Seen] = []
@@ -46,29 +48,10 @@ class ImageFaultServer:
         self.max_total_in_flight = 0
         self._in_flight: Counter[str] = Counter()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(self._handler_class())
 
     def hits(self, path: str, host: str | None = None) -> int:
         return sum(1 for seen in self.requests if seen.path == path and host in (None, seen.host))
-
-    def __enter__(self) -> ImageFaultServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(5)
 
     # --- request handling ------------------------------------------------------
     def _enter(self, handler: BaseHTTPRequestHandler) -> str:
@@ -89,12 +72,9 @@ class ImageFaultServer:
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body go out as separate writes
-
-            def log_message(self, *args) -> None:  # keep test output quiet
-                pass
 
             def do_GET(self) -> None:
                 host = server._enter(self)

@@ -121,3 +121,38 @@ def test_the_same_pair_seen_again_is_a_duplicate_even_when_its_image_changed():
     matches = match_against_index(index, new, phash_max_distance=4, index_uids=np.array(["a", "b", "c"]),
                                   new_uids=np.array(["c", "d"]))
     assert matches.duplicate_of.tolist() == [2, -1] and matches.reason == [SAME_PAIR, None]
+
+
+def test_the_index_rows_carry_the_stored_embeddings_of_their_pairs(curated_sample):
+    store = curated_sample.store()
+    for snapshot in (OLD, NEW):
+        mine = own(curated_sample.root, snapshot)
+        stored = read_table(store, load_manifest(store, "clip_embeddings", snapshot)).select("uid", "image_embedding")
+        joined = mine.join(stored, on="uid", how="left", suffix="_stored")
+        assert mine.height > 0 and mine["uid"].is_sorted()
+        assert joined["image_embedding"].equals(joined["image_embedding_stored"]), snapshot
+
+
+def test_own_rows_are_written_in_bounded_parts_spanning_snapshots(tmp_path):
+    from contextlib import ExitStack
+
+    from danqing_assets.assets.dedup_index import OWN_PART_ROWS, SCHEMA, _own_frames, _Snapshot
+    from danqing_assets.curation.embed.vector_file import VectorFile
+
+    rng = np.random.default_rng(0)
+    with ExitStack() as files:
+        added, expected = [], []
+        for snapshot, n in (("CC-MAIN-2026-08", OWN_PART_ROWS - 5), ("CC-MAIN-2026-17", 12)):
+            vectors = rng.normal(size=(n, 8)).astype(np.float16)
+            embedded = rng.random(n) > 0.1
+            file = files.enter_context(VectorFile(8, directory=tmp_path))
+            file.append(vectors)
+            rows = pl.DataFrame({"uid": [f"{snapshot}-{i:06d}" for i in range(n)], "snapshot": [snapshot] * n,
+                                 "phash": rng.integers(0, 2**62, n)}, schema={k: SCHEMA[k] for k in ("uid", "snapshot", "phash")})
+            added.append(_Snapshot(rows, file.array(), embedded))
+            blobs = [v.tobytes() if e else None for v, e in zip(vectors, embedded)]
+            expected.append(rows.with_columns(pl.Series("image_embedding", blobs, dtype=pl.Binary)))
+        frames = list(_own_frames(added))
+    assert [f.height for f in frames] == [OWN_PART_ROWS, 7]
+    assert pl.concat(frames).equals(pl.concat(expected)) and frames[0].schema == pl.Schema(SCHEMA)
+    assert [f.height for f in _own_frames([])] == [0]  # an index that adds nothing still has its (empty) part

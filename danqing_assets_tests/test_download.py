@@ -14,7 +14,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpcore
 import httpx
 import pytest
 from PIL import Image
@@ -52,20 +51,6 @@ HTML = b"<!doctype html><html><head><title>Not found</title></head><body>gone</b
 def server():
     with ImageFaultServer({"/robots.txt": Route(ROBOTS), "/a.jpg": Route(JPEG), "/a.png": Route(PNG)}) as srv:
         yield srv
-
-
-@pytest.fixture
-def connects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
-    """Every (ip, port) a socket is really opened to, below the guard."""
-    seen: list[tuple[str, int]] = []
-    original = httpcore.AnyIOBackend.connect_tcp
-
-    async def spy(self, host, port, *args, **kwargs):
-        seen.append((host, port))
-        return await original(self, host, port, *args, **kwargs)
-
-    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", spy)
-    return seen
 
 
 def config(server: ImageFaultServer, **overrides) -> DownloadConfig:

@@ -343,3 +343,48 @@ def test_representatives_with_nulls_and_one_per_cluster_at_scale() -> None:
                                 snapshot=["CC-MAIN-2026-08"] * labels.size, uid=np.arange(labels.size))
     assert mask.sum() == np.unique(labels).size
     assert np.unique(labels[mask]).size == np.unique(labels).size
+
+
+# --- at scale: planted groups with a known answer ------------------------------------------------
+
+
+def random_bits(rng: np.random.Generator, rows: int, count: int, low: int, high: int) -> np.ndarray:
+    """Per row, a mask of ``count`` distinct random bits among bits low..high-1."""
+    choice = np.argsort(rng.random((rows, high - low)), axis=1)[:, :count] + low
+    return np.bitwise_or.reduce(np.left_shift(np.uint64(1), choice.astype(np.uint64)), axis=1)
+
+
+def test_planted_groups_at_scale_are_found_exactly() -> None:
+    # 300,000 random hashes (pairs within 4 by chance: ~3e-3 expected) hold 20,000 planted groups: a seed, 1-5
+    # copies at 0-4 flips among bits 0-31, a chained row 4 flips from the first copy (up to 8 from the seed), and
+    # one hard negative per seed at 5 flips among bits 32-62 (so at least 5 from every row of its group). Some
+    # exact copies are excluded (singletons; the group stays linked through its seed). The known answer: every
+    # group row is labelled with its group's smallest row that is not excluded, every other row with itself.
+    rng = np.random.default_rng(42)
+    n, groups, k = 300_000, 20_000, 4
+    hashes = rng.integers(0, 2**63, n, dtype=np.uint64) | np.uint64(1 << 63)
+    copies = rng.integers(1, 6, groups)
+    rows = rng.permutation(n)[: 3 * groups + copies.sum()]
+    seeds, chained, negatives, members = np.split(rows, [groups, 2 * groups, 3 * groups])
+    member_group = np.repeat(np.arange(groups), copies)
+    flips = rng.integers(0, k + 1, members.size)
+    hashes[members] = hashes[seeds[member_group]]
+    for count in range(1, k + 1):
+        hashes[members[flips == count]] ^= random_bits(rng, int(np.sum(flips == count)), count, 0, 32)
+    first_member = members[np.r_[0, np.cumsum(copies)[:-1]]]
+    hashes[chained] = hashes[first_member] ^ random_bits(rng, groups, k, 0, 32)
+    hashes[negatives] = hashes[seeds] ^ random_bits(rng, groups, k + 1, 32, 63)
+    excluded = np.zeros(n, dtype=bool)
+    excluded[rng.choice(members[flips == 0], 1000, replace=False)] = True
+
+    group_rows = np.concatenate([seeds, chained, members])
+    group_of = np.concatenate([np.arange(groups), np.arange(groups), member_group])
+    included = ~excluded[group_rows]
+    smallest = np.full(groups, n)
+    np.minimum.at(smallest, group_of[included], group_rows[included])
+    expected = np.arange(n)
+    expected[group_rows[included]] = smallest[group_of[included]]
+
+    labels, stats = near_duplicate_clusters(hashes, k, exclude=excluded)
+    np.testing.assert_array_equal(labels, expected)
+    assert stats.excluded == 1000 and stats.clusters == groups and stats.truncated_runs == 0

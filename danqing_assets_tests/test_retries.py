@@ -5,8 +5,6 @@ files; the HTTP client is given one attempt, so a failure reaches Dagster as a
 failed step instead of being retried inside it.
 """
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -22,23 +20,21 @@ from danqing_assets.resources.storage import StorageResource
 from danqing_assets.resources.tables import load_manifest, read_table
 from danqing_assets.retries import io_retry_policy
 from danqing_assets.settings import Settings, get_settings
+from danqing_assets_tests.loopback_http import LoopbackHTTPServer, QuietHandler
 
 SNAPSHOT = "CC-MAIN-2026-08"
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 JOB = "raw_pairs_in_process"
 
 
-class FailingMirror:
+class FailingMirror(LoopbackHTTPServer):
     """Serves a sample mirror; answers 503 to a path while it has failures left for it (-1: always)."""
 
     def __init__(self, root: Path) -> None:
         self.root, self.failures, self.requests = root, {}, []
         mirror = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 path = self.path.lstrip("/")
                 mirror.requests.append(path)
@@ -57,22 +53,11 @@ class FailingMirror:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/"
-
-    def __enter__(self) -> "FailingMirror":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(5)
+        return super().url + "/"
 
 
 def raw_pairs_job() -> dg.JobDefinition:

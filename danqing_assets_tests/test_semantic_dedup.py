@@ -3,6 +3,9 @@ exclusion, invalid rows, float16, identical rows, determinism."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -16,6 +19,7 @@ from danqing_assets.curation.dedup.semantic import (
     faiss,
     semantic_clusters,
 )
+from danqing_assets.curation.embed.vector_file import VectorFile, drop_resident_pages
 from danqing_assets.settings import Settings
 
 BETA = DEFAULT_MAX_DISTANCE
@@ -305,6 +309,63 @@ def test_empty_single_and_malformed_inputs() -> None:
         semantic_clusters(np.ones((3, 4), dtype=np.float32), k=0)
     with pytest.raises(ValueError, match="nlist"):
         semantic_clusters(unit(np.random.default_rng(0), 10, 4).astype(np.float32), index="ivf", nlist=11)
+
+
+# --- file-backed input and bookkeeping -----------------------------------------------------------
+
+
+def mapped_bytes(array: np.ndarray) -> int:
+    """Bytes of ``array`` mapped into this process right now: its pages present in /proc/self/pagemap."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    first, last = array.ctypes.data // page, (array.ctypes.data + array.nbytes - 1) // page
+    with open("/proc/self/pagemap", "rb", buffering=0) as f:
+        entries = np.frombuffer(os.pread(f.fileno(), (last - first + 1) * 8, first * 8), dtype=np.uint64)
+    return int(np.count_nonzero(entries >> np.uint64(63))) * page
+
+
+def test_a_file_backed_input_gives_the_same_labels_and_its_pages_are_dropped_batch_by_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    from danqing_assets.curation.dedup import semantic
+
+    x, copies, source = planted(16_000, 1024, seed=18, share=0.05)
+    x16 = x.astype(np.float16)  # 32 MB: many times the budget below
+    monkeypatch.setattr(semantic, "RESIDENT_BUDGET", 2**20)
+    in_memory = {index: semantic_clusters(x16, index=index)[0] for index in ("flat", "ivf")}
+    with VectorFile(1024, directory=tmp_path) as vectors:
+        for s in range(0, x16.shape[0], 3000):
+            vectors.append(x16[s : s + 3000])
+        on_disk = vectors.array()
+        mapped_at_drops = []
+
+        def measured_drop(array: np.ndarray) -> bool:  # the real drop, after noting what was mapped
+            mapped_at_drops.append(mapped_bytes(array))
+            return drop_resident_pages(array)
+
+        monkeypatch.setattr(semantic, "drop_resident_pages", measured_drop)
+        for index in ("flat", "ivf"):
+            mapped_at_drops.clear()
+            labels, _ = semantic_clusters(on_disk, index=index)
+            np.testing.assert_array_equal(labels, in_memory[index])
+            assert np.mean(labels[copies] == labels[source]) >= 0.99
+            # between two drops no more than the budget plus what the last row's fault and the part's far end
+            # may map, never the file
+            assert len(mapped_at_drops) > 10 and max(mapped_at_drops) <= 2**20 + 2 * semantic.MAPPED_PER_FAULT
+            assert mapped_bytes(on_disk) == 0, index
+        del on_disk
+
+
+def test_probe_grouping_equals_a_stable_argsort_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from danqing_assets.curation.dedup import semantic
+
+    monkeypatch.setattr(semantic, "SORT_CHUNK", 1000)
+    cells = np.random.default_rng(19).integers(-1, 50, (7_777, 4)).astype(np.int32)
+    for values in (cells.ravel(), cells[:, 0]):  # all probes (pruned -1 first) and a strided column
+        order, bounds = semantic._group_by_cell(values, 50)
+        expected = np.argsort(values, kind="stable")
+        assert order.dtype == np.int32
+        np.testing.assert_array_equal(order, expected)
+        np.testing.assert_array_equal(bounds, np.searchsorted(values[expected], np.arange(51)))
 
 
 # --- run-to-run ----------------------------------------------------------------------------------

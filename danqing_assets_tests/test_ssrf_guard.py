@@ -13,7 +13,7 @@ import pytest
 from danqing_assets.curation.images.download import DownloadConfig, download_all
 from danqing_assets.curation.images.net_guard import BlockedAddress, NetworkPolicy
 from danqing_assets_tests.image_fault_server import ImageFaultServer, Route
-from danqing_assets_tests.test_download import PNG, config, connects  # noqa: F401 - the fixture
+from danqing_assets_tests.test_download import PNG, config
 
 LOOPBACK_SPELLINGS = ["localhost", "127.1", "2130706433", "0177.0.0.1", "0x7f.0.0.1", "127.0.0.1.", "[::1]",
                       "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[0:0:0:0:0:ffff:127.0.0.1]"]  # fmt: skip

@@ -3,8 +3,10 @@ import io
 from collections import Counter
 
 import pytest
+from selectolax.lexbor import LexborHTMLParser
 
-from danqing_assets.curation.extract_pairs import ExtractionConfig, extract_pairs
+from danqing_assets.curation.charset import decode_html
+from danqing_assets.curation.extract_pairs import ExtractionConfig, extract_pairs, page_skip_reason
 from danqing_assets.curation.warc_reader import PageRecord, SkippedRecord, iter_pages, parse_cld2_languages
 from danqing_assets_tests.realworld import (
     CC_WARC,
@@ -96,6 +98,10 @@ def test_extraction_selects_chinese_pages_and_counts_the_rest(reader):
     assert stats.pages_parsed == 12
     assert table.height == stats.pairs > 0
     assert stats.images_seen == table.height + sum(stats.images_dropped.values())
+    # ...and that is every <img> of the parsed pages, counted here on their own
+    parsed = [p for p in pages(CC_WARC, reader) if page_skip_reason(p, frozenset({"zho"})) is None]
+    assert len(parsed) == stats.pages_parsed
+    assert stats.images_seen == sum(len(LexborHTMLParser(decode_html(p.body, p.content_type).text).tags("img")) for p in parsed)
     assert set(table["snapshot"]) == {"CC-MAIN-2020-34"} and set(table["warc_path"]) == {"w.warc.gz"}
     assert table["uid"].n_unique() == table.height
     assert all("zho" in langs for langs in table["page_languages"])

@@ -6,13 +6,15 @@ recomputes them.
 """
 
 import time
+from collections.abc import Iterator
+from contextlib import closing
 
 import dagster as dg
 import polars as pl
 
 from ..asset_versions import asset_code_version, follows_upstream_and_settings
 from ..curation.embed.clip_model import RANDOM_WEIGHTS_WARNING
-from ..curation.embed.embedder import embed_pairs, to_binary
+from ..curation.embed.embedder import Embeddings, embed_parts, to_binary
 from ..gpu import GPU_POOL, gpu_op_tags
 from ..partitions import cc_snapshots
 from ..progress import Progress
@@ -36,6 +38,17 @@ def image_bytes(store: ObjectStore, pairs: pl.DataFrame) -> list[bytes]:
     return [blobs[(s, m)] for s, m in pairs.select("shard", "member").iter_rows()]
 
 
+def pairs_to_embed(store: ObjectStore, manifest: TableManifest) -> Iterator[tuple[pl.DataFrame, list[bytes], list[str]]]:
+    """Part by part: the pairs (as the label that comes back with the embeddings), their images and texts."""
+    for pairs in iter_parts(store, manifest):
+        yield pairs, image_bytes(store, pairs), pairs["text"].to_list()
+
+
+def embedding_frame(pairs: pl.DataFrame, emb: Embeddings) -> pl.DataFrame:
+    return pl.DataFrame({"uid": pairs["uid"], "image_uid": pairs["image_uid"], "clip_score": emb.score,
+                         "image_embedding": to_binary(emb.image), "text_embedding": to_binary(emb.text)}, schema=SCHEMA)
+
+
 @dg.asset(
     partitions_def=cc_snapshots,
     group_name="embed",
@@ -57,17 +70,18 @@ def clip_embeddings(context: dg.AssetExecutionContext, storage: StorageResource,
     progress = Progress(context, "clip_embeddings", "pairs", image_filtered_pairs.rows)
     parts, rows, model_s, total_s = [], 0, 0.0, 0.0
     started = time.perf_counter()
-    for index, pairs in enumerate(iter_parts(store, image_filtered_pairs)):
-        emb = embed_pairs(clip, image_bytes(store, pairs), pairs["text"].to_list(), batch_size=clip_model.batch_size,
-                          workers=clip_model.loader_workers)
-        frame = pl.DataFrame({"uid": pairs["uid"], "image_uid": pairs["image_uid"], "clip_score": emb.score,
-                              "image_embedding": to_binary(emb.image), "text_embedding": to_binary(emb.text)}, schema=SCHEMA)
-        key = part_key(ASSET, snapshot, f"part-{index:05d}-{context.run.run_id[:8]}")
-        write_parquet(store, key, frame)
-        parts.append(key)
-        rows += frame.height
-        model_s, total_s = model_s + emb.seconds_model, total_s + emb.seconds_total
-        progress.advance(frame.height)
+    # one embed_parts for the whole step: its loader processes start once and read ahead across parts;
+    # closing() stops them at once should writing a part fail
+    with closing(embed_parts(clip, pairs_to_embed(store, image_filtered_pairs), batch_size=clip_model.batch_size,
+                             workers=clip_model.loader_workers)) as embedded:
+        for index, (pairs, emb) in enumerate(embedded):
+            frame = embedding_frame(pairs, emb)
+            key = part_key(ASSET, snapshot, f"part-{index:05d}-{context.run.run_id[:8]}")
+            write_parquet(store, key, frame)
+            parts.append(key)
+            rows += frame.height
+            model_s, total_s = model_s + emb.seconds_model, total_s + emb.seconds_total
+            progress.advance(frame.height)
     elapsed = time.perf_counter() - started
     manifest = TableManifest(ASSET, snapshot, tuple(parts), rows, schema_names(SCHEMA),
                              {"arch": clip.arch, "random_weights": clip.random_weights, "source": clip.source,

@@ -72,7 +72,7 @@ class ChunkResult:
 def _urls(store, manifest: TableManifest | None) -> set[str]:
     if manifest is None:
         return set()
-    return {u for part in iter_parts(store, manifest) for u in part["url"].to_list()}
+    return {u for part in iter_parts(store, manifest, ["url"]) for u in part["url"].to_list()}
 
 
 @dg.op(
@@ -171,7 +171,7 @@ def commit_image_downloads(context: dg.OpExecutionContext, storage: StorageResou
     n_failures = carried.failures + sum(sum(v for k, v in r.counts.items() if k != "ok") for r in results)
     failures = TableManifest(FAILURES, snapshot, failure_parts, n_failures, schema_names(FAILURE_SCHEMA),
                              {"counts": {k: v for k, v in counts.items() if k not in ("ok", "carried_over")}})
-    short_edges = [min(w, h) for part in iter_parts(store, images) for w, h in part.select("orig_width", "orig_height").iter_rows()]
+    short_edges = [min(w, h) for part in iter_parts(store, images, ["orig_width", "orig_height"]) for w, h in part.iter_rows()]
     labels, bins = histogram([e // 50 for e in short_edges], 0, 40)
     chart = bar_chart_png([str(int(l) * 50) for l in labels], bins, f"shortest edge (px, bins of 50), {snapshot}")
     inline = markdown_image(sparkline_png(bins), "shortest-edge histogram") + "\n\nshortest edge, 0–2000 px in bins of 50 (right edge: 2000+)"

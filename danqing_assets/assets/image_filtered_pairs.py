@@ -76,12 +76,18 @@ def _apply_safety(images: pl.DataFrame, settings: Settings, store: ObjectStore) 
 
 
 def chosen_pairs(store: ObjectStore, text_pairs: TableManifest, images: pl.DataFrame) -> set[str]:
-    """The uid of the one pair kept per usable image: the smallest uid among its pairs."""
+    """The uid of the one pair kept per usable image: the smallest uid among its pairs.
+
+    Aggregated part by part (the minimum of the minima): what is held is one row per usable image, never
+    the pairs of all parts.
+    """
     usable = images.filter(pl.col("image_reason").is_null()).select("url")
-    frames = [part.select("uid", "url").join(usable, on="url") for part in iter_parts(store, text_pairs)]
-    if not frames:
-        return set()
-    return set(pl.concat(frames).group_by("url").agg(pl.col("uid").min())["uid"].to_list())
+    smallest: pl.DataFrame | None = None
+    for part in iter_parts(store, text_pairs, ["url", "uid"]):
+        found = part.select("url", "uid").join(usable, on="url")  # the column order of the aggregate
+        frames = [found] if smallest is None else [smallest, found]
+        smallest = pl.concat(frames).group_by("url").agg(pl.col("uid").min())
+    return set() if smallest is None else set(smallest["uid"].to_list())
 
 
 def judge_pairs(pairs: pl.DataFrame, images: pl.DataFrame, failures: pl.DataFrame, chosen: set[str]) -> pl.DataFrame:
@@ -141,9 +147,10 @@ def image_filtered_pairs(context: dg.AssetExecutionContext, storage: StorageReso
     store = storage.store()
     snapshot = context.partition_key
     run = context.run.run_id[:8]
-    images = read_table(store, downloaded_images).unique("url", keep="first", maintain_order=True)
+    images = read_table(store, downloaded_images, IMAGE_COLUMNS).unique("url", keep="first", maintain_order=True)
     images = judge_images(images, settings, store, snapshot)
-    failures = read_table(store, image_download_failures).unique("url", keep="last", maintain_order=True)
+    failures = read_table(store, image_download_failures, ["url", "reason"])
+    failures = failures.unique("url", keep="last", maintain_order=True)
     chosen = chosen_pairs(store, text_filtered_pairs, images)
     reasons: Counter = Counter()
     kept_parts, rejected_parts, kept_frames, rejected_frames = [], [], [], []

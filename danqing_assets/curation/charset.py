@@ -8,6 +8,7 @@ GB2312), Big5 as Big5-HKSCS, and Latin-1 as Windows-1252, as browsers do.
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ class DecodedHtml:
     replaced: bool = False  # undecodable bytes were replaced with U+FFFD
 
 
+# Labels and Content-Type values repeat page after page: both lookups are cached (bounded).
+@functools.lru_cache(maxsize=1024)
 def normalize_charset(label: str | None) -> str | None:
     """A Python codec name for a charset label, widened to the superset browsers use; None if unknown."""
     if not label:
@@ -63,6 +66,7 @@ def normalize_charset(label: str | None) -> str | None:
     return _SUPERSETS.get(name.replace("-", "_"), name)
 
 
+@functools.lru_cache(maxsize=1024)
 def header_charset(content_type: str) -> str | None:
     m = _HEADER_CHARSET.search(content_type or "")
     return m.group(1) if m else None

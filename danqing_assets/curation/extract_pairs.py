@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from typing import BinaryIO
 
 import polars as pl
 
 from .charset import decode_html
-from .image_links import LinkLimits, extract_image_links, pair_uid
+from .image_links import ImageLink, LinkLimits, extract_image_links, pair_uid
 from .warc_reader import PageRecord, ReaderName, iter_pages
 
 RAW_PAIRS_SCHEMA: dict[str, pl.DataType] = {
@@ -33,6 +34,7 @@ RAW_PAIRS_SCHEMA: dict[str, pl.DataType] = {
 _LINK_COLUMNS = ("url", "alt_text", "text_source", "alt", "title", "figcaption")
 _PAGE_COLUMNS = ("page_url", "page_languages", "page_charset", "fetch_date", "snapshot", "warc_path", "warc_offset")
 assert ("uid", *_LINK_COLUMNS, *_PAGE_COLUMNS) == tuple(RAW_PAIRS_SCHEMA)
+assert _LINK_COLUMNS == ImageLink._fields  # pairs_frame transposes the links field by field
 
 
 @dataclass
@@ -102,7 +104,8 @@ def extract_pairs(
 ) -> tuple[pl.DataFrame, ExtractionStats]:
     """Every image–text pair of the selected HTML pages of one WARC stream."""
     stats = ExtractionStats(warc_files=1)
-    rows: dict[str, list] = {name: [] for name in RAW_PAIRS_SCHEMA}
+    links: list[ImageLink] = []
+    pages: list[tuple[tuple, int]] = []  # (the page's column values, how many of its links follow in ``links``)
     for item in iter_pages(stream, reader=config.reader, max_body_bytes=config.max_page_bytes):
         if not isinstance(item, PageRecord):
             stats.pages_skipped[item.reason] += 1
@@ -122,23 +125,32 @@ def extract_pairs(
         stats.charset_sources[decoded.source] += 1
         if decoded.replaced:
             stats.charset_sources["undecodable_bytes_replaced"] += 1
-        drops: Counter[str] = Counter()
         # lexbor parses UTF-8: a body that decoded cleanly as UTF-8 is parsed as it is, not re-encoded
         utf8_as_is = decoded.charset == "utf-8" and decoded.source != "bom" and not decoded.replaced
-        links = extract_image_links(item.body if utf8_as_is else decoded.text, item.url, drops, config.limits)
+        page_links = extract_image_links(
+            item.body if utf8_as_is else decoded.text, item.url, stats.images_dropped, config.limits
+        )
         stats.pages_parsed += 1
-        stats.images_seen += len(links) + sum(drops.values())
-        stats.images_dropped.update(drops)
-        if not links:
+        if not page_links:
             stats.pages_skipped["no_image_pairs"] += 1
             continue
-        for link in links:
-            rows["uid"].append(pair_uid(link.url, link.alt_text))
-            for column in _LINK_COLUMNS:
-                rows[column].append(getattr(link, column))
+        links += page_links
         languages = ",".join(item.languages or ())
         page_values = (item.url, languages, decoded.charset, item.fetch_date, snapshot, warc_path, item.offset)
-        for column, value in zip(_PAGE_COLUMNS, page_values, strict=True):
-            rows[column].extend([value] * len(links))
-    stats.pairs = len(rows["uid"])
-    return pl.DataFrame(rows, schema=RAW_PAIRS_SCHEMA), stats
+        pages.append((page_values, len(page_links)))
+    stats.pairs = len(links)
+    # every <img> of a parsed page became a pair or was dropped under one reason
+    stats.images_seen = stats.pairs + stats.images_dropped.total()
+    return pairs_frame(links, pages), stats
+
+
+def pairs_frame(links: list[ImageLink], pages: list[tuple[tuple, int]]) -> pl.DataFrame:
+    """The pairs as rows of ``RAW_PAIRS_SCHEMA``: built column by column, not row by row (fewer Python steps)."""
+    columns: dict[str, list] = {name: [] for name in RAW_PAIRS_SCHEMA}
+    if links:
+        for name, values in zip(_LINK_COLUMNS, zip(*links, strict=True), strict=True):
+            columns[name] = list(values)
+        columns["uid"] = list(map(pair_uid, columns["url"], columns["alt_text"]))
+    for index, name in enumerate(_PAGE_COLUMNS):
+        columns[name] = list(chain.from_iterable(repeat(values[index], count) for values, count in pages))
+    return pl.DataFrame(columns, schema=RAW_PAIRS_SCHEMA)

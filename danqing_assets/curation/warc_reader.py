@@ -104,25 +104,26 @@ def parse_cld2_languages(metadata: bytes) -> tuple[str, ...] | None:
 
 def _to_page(resp: _Response, metadata: bytes | None) -> PageRecord | SkippedRecord:
     """The page, or why not; its metadata record's language tag is parsed only for a page."""
-    def skip(reason: str, detail: str = "") -> SkippedRecord:
-        return SkippedRecord(reason, resp.url, resp.offset, detail)
-
     if resp.status is None:
-        return skip("not_http")
+        return _skip(resp, "not_http")
     if resp.status != 200:
-        return skip("http_status_not_200", str(resp.status))
+        return _skip(resp, "http_status_not_200", str(resp.status))
     if not _is_html(resp.content_type):
-        return skip("not_html", resp.content_type[:100])
+        return _skip(resp, "not_html", resp.content_type[:100])
     if resp.too_large:
-        return skip("body_too_large")
+        return _skip(resp, "body_too_large")
     if resp.truncated:
-        return skip("truncated_record", f"body cut at {len(resp.body)} bytes")
+        return _skip(resp, "truncated_record", f"body cut at {len(resp.body)} bytes")
     try:
         body = _decode_content(resp.body, resp.content_encoding, 64 << 20)
     except (zlib.error, ValueError) as exc:
-        return skip("content_decoding_error", str(exc)[:200])
+        return _skip(resp, "content_decoding_error", str(exc)[:200])
     languages = parse_cld2_languages(metadata) if metadata is not None else None
     return PageRecord(resp.url, resp.offset, resp.fetch_date, resp.record_id, resp.content_type, body, languages)
+
+
+def _skip(resp: _Response, reason: str, detail: str = "") -> SkippedRecord:
+    return SkippedRecord(reason, resp.url, resp.offset, detail)
 
 
 def _is_html(content_type: str) -> bool:
@@ -164,27 +165,25 @@ def _fastwarc_records(stream: BinaryIO, max_body: int) -> Iterator[_Response | t
         if rec.record_type == metadata:
             yield headers.get(concurrent_to, ""), rec.reader.read(1 << 20)
             continue
-        common = dict(
-            url=headers.get(target_uri, ""), offset=rec.stream_pos, fetch_date=headers.get(warc_date, ""),
-            record_id=rec.record_id,
-        )  # fmt: skip
+        # positional fields, no keyword dict: this runs for every record of the file, selected or not
+        url, offset, fetch_date = headers.get(target_uri, ""), rec.stream_pos, headers.get(warc_date, "")
         try:
             rec.parse_http(quirks_mode=True)
         except OSError:
-            yield _Response(**common, status=None, content_type="", content_encoding="", body=b"", truncated=False, too_large=False)
+            yield _Response(url, offset, fetch_date, rec.record_id, None, "", "", b"", False, False)
             continue
         http = rec.http_headers
         expected = rec.content_length
         body = rec.reader.read(max_body + 1)
         yield _Response(
-            **common,
-            status=http.status_code,
-            content_type=http.get("Content-Type", "") or "",
-            content_encoding=http.get("Content-Encoding", "") or "",
-            body=body,
-            truncated=len(body) < expected and len(body) <= max_body,
-            too_large=len(body) > max_body,
-        )
+            url, offset, fetch_date, rec.record_id,
+            http.status_code,
+            http.get("Content-Type", "") or "",
+            http.get("Content-Encoding", "") or "",
+            body,
+            len(body) < expected and len(body) <= max_body,  # truncated
+            len(body) > max_body,  # too large
+        )  # fmt: skip
 
 
 def _warcio_records(stream: BinaryIO, max_body: int) -> Iterator[_Response | tuple[str, bytes]]:

@@ -346,16 +346,17 @@ def write_parquet(store: ObjectStore, key: str, df: pl.DataFrame) -> None:
         store.put_file(key, tmp)
 
 
-def read_parquet(store: ObjectStore, key: str) -> pl.DataFrame:
+def read_parquet(store: ObjectStore, key: str, columns: list[str] | None = None) -> pl.DataFrame:
+    """The object as a frame; ``columns``: only those (the others are never decoded)."""
     import polars as pl
 
     path = store.local_path(key)
     if path is not None:
-        return pl.read_parquet(path)
+        return pl.read_parquet(path, columns=columns)
     with tempfile.TemporaryDirectory(prefix="danqing-pq-") as d:
         tmp = Path(d) / "data.parquet"
         store.download_file(key, tmp)
-        return pl.read_parquet(tmp)
+        return pl.read_parquet(tmp, columns=columns)
 
 
 def put_json(store: ObjectStore, key: str, obj: Any) -> None:

@@ -85,16 +85,24 @@ def load_manifest(store: ObjectStore, asset: str, partition: str) -> TableManife
         return None
 
 
-def iter_parts(store: ObjectStore, manifest: TableManifest) -> Iterator[pl.DataFrame]:
-    """The partition part by part: memory stays at one part, whatever the snapshot's size."""
+def iter_parts(store: ObjectStore, manifest: TableManifest, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
+    """The partition part by part: memory stays at one part, whatever the snapshot's size.
+
+    ``columns``: only those are read (the others are never decoded).
+    """
     for key in manifest.parts:
-        yield read_parquet(store, key)
+        yield read_parquet(store, key, columns=columns)
 
 
-def read_table(store: ObjectStore, manifest: TableManifest) -> pl.DataFrame:
-    frames = list(iter_parts(store, manifest))
+def read_table(store: ObjectStore, manifest: TableManifest, columns: list[str] | None = None) -> pl.DataFrame:
+    """The whole partition (or its ``columns``) in memory: for small tables and tests; stages stream with
+    :func:`iter_parts`."""
+    frames = list(iter_parts(store, manifest, columns))
     if not frames:
-        return pl.DataFrame(schema={name: getattr(pl, dtype) for name, dtype in manifest.schema.items()})
+        schema = {name: getattr(pl, dtype) for name, dtype in manifest.schema.items()}
+        if columns is not None:  # an empty partition may record no schema at all
+            schema = {name: schema.get(name, pl.Null) for name in columns}
+        return pl.DataFrame(schema=schema)
     return pl.concat(frames, how="vertical")
 
 

@@ -30,6 +30,16 @@ Scaling guards:
   re-emitted by later choices, so a pair compared in *any* choice becomes an edge, and the edge list is
   compacted to a spanning forest (connected components again) whenever it passes max(n/2, 4M) edges.
 
+Memory, beyond the caller's 8-byte input hashes: one n-sized uint64 buffer is the working copy — filled with the
+hashes not excluded, sorted, deduplicated, then for each block choice permuted in place (from the previous
+choice's layout, a chunk at a time) and sorted in place — and at the end the same memory holds the int64
+labels; 1 byte per row marks the excluded rows. Everything else is O(chunk) or proportional to the near
+duplicates only: candidate pairs are searched a chunk of sorted rows at a time, edges are hash-value pairs
+(16 bytes each, compacted to a spanning forest past n/4), and the rows that join a cluster are found by
+screening every row against a bitmap of the clustered values. Measured peak (``benchmarks/near_duplicates.py``,
+5 % planted near-duplicates): ~17 bytes per hash of peak RSS above the input at 2M hashes (the 8-byte
+buffer, the 1-byte mask, the edges and the spanning-forest temporaries), against ~75 before.
+
 Degenerate hashes: flat or one-dimensional images (blank, one colour, a pure horizontal or vertical
 gradient or band pattern) give low-information pHashes — 0, 0x8000000000000000, or bits only in the
 first DCT row or column — that would merge unrelated images. :func:`degenerate_hashes` flags them and
@@ -86,7 +96,11 @@ _NS_PER_PAIR = 60.0  # one candidate pair: gathers, XOR, popcount, run extension
 _SKEW = 4.0  # real pHashes are not uniform (the DC bit is ~always set, low frequencies correlate): ~2 bits less
 _NS_PER_CHOICE = 300_000.0  # Python overhead of one block choice
 _MAX_CHOICES = 20_000
-_COMPACT_MIN_EDGES = 4_000_000  # edge batches are reduced to a spanning forest past max(n/2, this)
+_COMPACT_MIN_EDGES = 4_000_000  # edge batches are reduced to a spanning forest past max(n/2, this) (n/4 for pHashes)
+_CHUNK = 1 << 16  # rows per step of the chunked passes: their temporaries are O(1) in n and stay in cache
+_MAX_SCREEN_BITS = 24  # the row screen of _rows_with_values: at most 16 MB of bools
+_FIBONACCI = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio, odd
+_ANY_HASH = 2**64 - 1  # the largest pHash: the node bound for edge lists whose nodes are hash values
 
 
 @dataclass
@@ -169,6 +183,13 @@ def degenerate_hashes(hashes: np.ndarray | Sequence[int]) -> np.ndarray:
     within distance 4 of many unrelated such images).
     """
     h = _as_uint64(hashes)
+    flagged = np.empty(h.size, dtype=bool)
+    for start in range(0, h.size, _CHUNK):  # chunked: the 8-byte temporaries stay small whatever n is
+        flagged[start : start + _CHUNK] = _degenerate(h[start : start + _CHUNK])
+    return flagged
+
+
+def _degenerate(h: np.ndarray) -> np.ndarray:
     popcount = np.bitwise_count(h)
     only_first_row = (h & np.uint64(~FIRST_ROW_MASK & 0xFFFFFFFFFFFFFFFF)) == 0
     only_first_column = (h & np.uint64(~FIRST_COLUMN_MASK & 0xFFFFFFFFFFFFFFFF)) == 0
@@ -223,18 +244,30 @@ def _estimated_cost(n: int, k: int, m: int) -> float:
     return choices * per_choice + pairs * _SKEW * _NS_PER_PAIR
 
 
-def _segments(plan: BlockPlan, order: Sequence[int]) -> list[tuple[int, int, int]]:
-    """(source shift, destination shift, width) runs of bits that move together under ``order``."""
-    segs: list[tuple[int, int, int]] = []
+IDENTITY_LAYOUT = tuple(range(HASH_BITS))
+
+
+def _bit_positions(plan: BlockPlan, order: Sequence[int]) -> tuple[int, ...]:
+    """The layout that puts the blocks in ``order`` from the most significant end: where each original bit goes."""
+    position = [0] * HASH_BITS
     top = HASH_BITS
     for j in order:
-        w, src = plan.widths[j], plan.shifts[j]
-        dst = top - w
-        if segs and segs[-1][0] == src + w and segs[-1][1] == dst + w:
-            segs[-1] = (src, dst, segs[-1][2] + w)
+        top -= plan.widths[j]
+        for bit in range(plan.widths[j]):
+            position[plan.shifts[j] + bit] = top + bit
+    return tuple(position)
+
+
+def _moves(source: Sequence[int], target: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(source shift, destination shift, width) runs of bits that move together from layout ``source`` to
+    layout ``target`` (each gives, per original bit, its position)."""
+    segs: list[tuple[int, int, int]] = []
+    for src, dst in sorted(zip(source, target)):  # by position in the source, lowest first
+        run_src, run_dst, width = segs[-1] if segs else (-2, -2, 0)
+        if run_src + width == src and run_dst + width == dst:
+            segs[-1] = (run_src, run_dst, width + 1)
         else:
-            segs.append((src, dst, w))
-        top = dst
+            segs.append((src, dst, 1))
     return segs
 
 
@@ -263,8 +296,13 @@ def _permute(
     return out
 
 
-def _inverse(segs: Sequence[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-    return [(dst, src, w) for src, dst, w in segs]
+def _permute_in_place(values: np.ndarray, segs: Sequence[tuple[int, int, int]]) -> None:
+    """:func:`_permute` over ``values`` in place, a chunk at a time: no second n-sized array."""
+    out = np.empty(min(_CHUNK, values.size), dtype=np.uint64)
+    tmp = np.empty_like(out)
+    for start in range(0, values.size, _CHUNK):
+        part = values[start : start + _CHUNK]
+        part[:] = _permute(part, segs, out=out[: part.size], tmp=tmp[: part.size])
 
 
 def _agree_mask(xor: np.ndarray, plan: BlockPlan) -> np.ndarray:
@@ -310,29 +348,32 @@ def near_duplicate_clusters(
         excluded = np.asarray(exclude, dtype=bool)
         if excluded.shape != (n,):
             raise ValueError(f"exclude must have shape ({n},), got {excluded.shape}")
-    stats = NearDuplicateStats(rows=n, max_distance=k)
-    rows = np.flatnonzero(~excluded)
-    stats.excluded = n - rows.size
-    labels = np.arange(n, dtype=np.int64)
-    if rows.size == 0:
-        stats.seconds = time.perf_counter() - started
-        return labels, stats
+    stats = NearDuplicateStats(rows=n, max_distance=k, excluded=int(np.count_nonzero(excluded)))
 
-    unique, row_to_unique = np.unique(h[rows], return_inverse=True)
+    # One n-sized buffer serves as the working copy of the distinct hashes and then as the labels: the peak holds
+    # one such array whatever the allocator does with freed memory.
+    buffer = np.empty(n, dtype=np.uint64)
+    unique, repeated = _distinct_sorted(h, excluded, buffer)
     stats.unique_hashes = unique.size
     if k > 0 and unique.size > 1:
         plan = block_plan(unique.size, k, blocks)
-        edges_a, edges_b = _near_pairs(unique, plan, max_offset, stats)
+        edges_a, edges_b = _near_pairs(unique, plan, max_offset, stats)  # scrambles ``unique``: its last use
     else:
-        edges_a = edges_b = np.empty(0, dtype=np.int64)
-    component = _components(unique.size, edges_a, edges_b)  # per unique value: a canonical unique index
+        edges_a = edges_b = np.empty(0, dtype=np.uint64)
+    del unique
+    node_values, node_component = _value_components(edges_a, edges_b, repeated)
+    del edges_a, edges_b, repeated
 
-    row_component = component[row_to_unique]
-    smallest_row = np.full(unique.size, n, dtype=np.int64)
-    np.minimum.at(smallest_row, row_component, rows)
-    labels[rows] = smallest_row[row_component]
+    # Only rows whose value is a node (repeated, or on an edge) join a cluster; every other row is its own label.
+    rows, component = _rows_with_values(h, excluded, node_values, node_component)
+    labels = buffer.view(np.int64)
+    for start in range(0, n, _CHUNK):
+        labels[start : start + _CHUNK] = np.arange(start, min(start + _CHUNK, n))
+    smallest_row = np.full(int(node_component.max()) + 1 if node_values.size else 0, n, dtype=np.int64)
+    np.minimum.at(smallest_row, component, rows)
+    labels[rows] = smallest_row[component]
 
-    sizes = np.bincount(row_component, minlength=unique.size)
+    sizes = np.bincount(component, minlength=smallest_row.size)
     stats.clusters = int(np.count_nonzero(sizes >= 2))
     stats.clustered_rows = int(sizes[sizes >= 2].sum())
     stats.duplicate_rows = stats.clustered_rows - stats.clusters
@@ -369,30 +410,61 @@ def cluster_near_duplicates(
 def _near_pairs(
     unique: np.ndarray, plan: BlockPlan, max_offset: int, stats: NearDuplicateStats
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (into the sorted distinct ``unique``) linking every pair within ``plan.max_distance``.
+    """Pairs of values (of the sorted distinct ``unique``) linking every pair within ``plan.max_distance``.
+
+    ``unique`` is the working buffer: each block choice permutes it in place from the previous choice's
+    layout and sorts it, so no second n-sized array exists; its contents are scrambled on return. Edges
+    are therefore the hash values themselves (original layout), not indices. The sorted keys are searched
+    a chunk of rows at a time (a row's comparisons depend only on the sorted keys after it), so the
+    candidate arrays stay O(chunk) too.
 
     Without truncated runs this is each such pair exactly once. Once a block choice has truncated a run,
     later choices also emit the pairs whose first choice it was (they may have gone uncompared there);
     repeated edges are then bounded by compacting the edge list to a spanning forest when it grows.
     """
     n = unique.size
-    k = plan.max_distance
-    m = plan.blocks
-    chosen_count = m - k
     choices = plan.choices
-    stats.blocks, stats.permutations, stats.prefix_bits_min = m, len(choices), plan.prefix_bits_min
+    stats.blocks, stats.permutations, stats.prefix_bits_min = plan.blocks, len(choices), plan.prefix_bits_min
     truncated_choices: list[int] = []  # block bitmasks of the choices that truncated a run
-    index_dtype = np.int32 if n < 2**31 else np.int64
-    edges = _EdgeList(n, compact_at=max(n // 2, _COMPACT_MIN_EDGES))
-    key_buffer, scratch = np.empty_like(unique), np.empty_like(unique)  # reused: no page faults per choice
-    same_buffer = np.empty(n - 1, dtype=bool)
+    edges = _EdgeList(_ANY_HASH, compact_at=max(n // 4, _COMPACT_MIN_EDGES))  # 16 bytes an edge: ≤ 4 per hash
+    key = unique
+    layout = IDENTITY_LAYOUT
 
     for choice in choices:
-        rest = [j for j in range(m) if j not in choice]
-        order = list(choice) + rest
-        segs = _segments(plan, order)
-        back = _inverse(segs)
+        order = list(choice) + [j for j in range(plan.blocks) if j not in choice]
+        target = _bit_positions(plan, order)
+        _permute_in_place(key, _moves(layout, target))
+        layout = target
+        key.sort()
+        emission = _Emission.for_choice(plan, choice, order, _moves(layout, IDENTITY_LAYOUT), truncated_choices)
         shift = HASH_BITS - sum(plan.widths[j] for j in choice)
+        truncated = [np.empty(0, dtype=np.intp)]
+        for start in range(0, n - 1, _CHUNK):
+            active = _shared_prefix_starts(key, start, min(start + _CHUNK, n - 1), shift)
+            truncated.append(_search_runs(key, active, shift, max_offset, emission, edges, stats))
+        still_going = np.concatenate(truncated)
+        if still_going.size:
+            _record_truncation(key, still_going, shift, stats)
+            truncated_choices.append(sum(1 << j for j in choice))
+
+    stats.edges = edges.emitted
+    return edges.result()
+
+
+@dataclass(frozen=True)
+class _Emission:
+    """Which near pairs found under one block choice are emitted there: those it is the first choice of."""
+
+    plan: BlockPlan
+    earlier_masks: tuple[np.uint64, ...]  # unchosen blocks before the last chosen one (key layout)
+    truncated_masks: np.ndarray  # block bitmasks of earlier choices that truncated a run
+    back: tuple[tuple[int, int, int], ...]  # key layout -> original layout
+
+    @classmethod
+    def for_choice(
+        cls, plan: BlockPlan, choice: tuple[int, ...], order: Sequence[int], back: Sequence[tuple[int, int, int]],
+        truncated_choices: Sequence[int],
+    ) -> _Emission:
         # a pair's first choice is this one unless it also agrees on an unchosen block before the last chosen one
         earlier_masks = []
         top = HASH_BITS
@@ -400,44 +472,126 @@ def _near_pairs(
             top -= plan.widths[j]
             if j not in choice and j < choice[-1]:
                 earlier_masks.append(np.uint64(((1 << plan.widths[j]) - 1) << top))
-        truncated_masks = np.array(truncated_choices, dtype=np.uint64)
+        return cls(plan, tuple(earlier_masks), np.array(truncated_choices, dtype=np.uint64), tuple(back))
 
-        key = _permute(unique, segs, out=key_buffer, tmp=scratch)
-        key.sort()
-        diff = np.bitwise_xor(key[1:], key[:-1], out=scratch[:-1])
-        same = np.less(diff, np.uint64(1 << shift), out=same_buffer)  # same[i]: rows i and i+1 share the prefix
-        active = np.flatnonzero(same)
-        offset = 1
-        truncated_here = False
-        while active.size:
-            a = key[active]
-            b = key[active + offset]
-            xor = a ^ b
-            hit = np.bitwise_count(xor) <= k
-            stats.candidate_pairs += active.size
-            if hit.any():
-                xor, a, b = xor[hit], a[hit], b[hit]
-                keep = np.ones(xor.size, dtype=bool)
-                for mask in earlier_masks:
-                    keep &= (xor & mask) != 0
-                if truncated_masks.size and not keep.all():
-                    first = _first_choice_masks(_agree_mask(_permute(xor, back), plan), chosen_count)
-                    keep |= np.isin(first, truncated_masks)
-                if keep.any():
-                    edges.add(np.searchsorted(unique, _permute(a[keep], back)).astype(index_dtype),
-                              np.searchsorted(unique, _permute(b[keep], back)).astype(index_dtype))
-            if offset >= max_offset:
-                _record_truncation(key, active, shift, stats)
-                truncated_here = True
-                break
-            active = active[active + offset < n - 1]
-            active = active[same[active + offset]]
-            offset += 1
-        if truncated_here:
-            truncated_choices.append(sum(1 << j for j in choice))
+    def emitted(self, xor: np.ndarray) -> np.ndarray:
+        """Per near pair (XOR of its keys): whether this choice emits it."""
+        keep = np.ones(xor.size, dtype=bool)
+        for mask in self.earlier_masks:
+            keep &= (xor & mask) != 0
+        if self.truncated_masks.size and not keep.all():  # a truncating first choice may have missed the pair
+            chosen_count = self.plan.blocks - self.plan.max_distance
+            first = _first_choice_masks(_agree_mask(_permute(xor, self.back), self.plan), chosen_count)
+            keep |= np.isin(first, self.truncated_masks)
+        return keep
 
-    stats.edges = edges.emitted
-    return edges.result()
+
+def _search_runs(
+    key: np.ndarray, active: np.ndarray, shift: int, max_offset: int, emission: _Emission, edges: _EdgeList,
+    stats: NearDuplicateStats,
+) -> np.ndarray:
+    """Compare row i with rows i + 1, i + 2, … of the sorted ``key`` while they share the prefix, for the ``active``
+    rows, every step vectorised over them; emit the near pairs. The rows whose run went on past ``max_offset``."""
+    prefix_limit = np.uint64(1 << shift)  # two keys share the prefix when their XOR is below this
+    offset = 1
+    while active.size:
+        a = key[active]
+        b = key[active + offset]
+        xor = a ^ b
+        hit = np.bitwise_count(xor) <= emission.plan.max_distance
+        stats.candidate_pairs += active.size
+        if hit.any():
+            keep = np.flatnonzero(hit)[emission.emitted(xor[hit])]
+            if keep.size:
+                edges.add(_permute(a[keep], emission.back), _permute(b[keep], emission.back))
+        if offset >= max_offset:
+            return active
+        # runs are contiguous in sort order: row i's run reaches i + offset + 1 iff their prefixes agree
+        active = active[active + offset + 1 < key.size]
+        active = active[(key[active] ^ key[active + offset + 1]) < prefix_limit]
+        offset += 1
+    return active
+
+
+def _shared_prefix_starts(key: np.ndarray, start: int, stop: int, shift: int) -> np.ndarray:
+    """Indices i in start..stop-1 of the sorted ``key`` where keys i and i + 1 share the prefix."""
+    step = np.bitwise_xor(key[start + 1 : stop + 1], key[start:stop])
+    return np.flatnonzero(step < np.uint64(1 << shift)) + start
+
+
+def _distinct_sorted(h: np.ndarray, excluded: np.ndarray, buffer: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of the rows not excluded, sorted, at the start of ``buffer`` (n-sized), and the values
+    that occur on more than one of those rows (sorted). Filled, sorted and deduplicated in place."""
+    values = buffer[: h.size - int(np.count_nonzero(excluded))]
+    filled = 0
+    for start in range(0, h.size, _CHUNK):
+        part = h[start : start + _CHUNK][~excluded[start : start + _CHUNK]]
+        values[filled : filled + part.size] = part
+        filled += part.size
+    values.sort()
+    return _squeeze_sorted(values)
+
+
+def _squeeze_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the repeats of sorted ``values`` in place, a chunk at a time: (the distinct prefix, the repeated values)."""
+    kept = 0
+    previous: np.uint64 | None = None  # the last value of the chunk before (read before it can be overwritten)
+    repeated = [np.empty(0, dtype=np.uint64)]
+    for start in range(0, values.size, _CHUNK):
+        part = values[start : start + _CHUNK]
+        new = np.empty(part.size, dtype=bool)
+        np.not_equal(part[1:], part[:-1], out=new[1:])
+        new[0] = previous is None or part[0] != previous
+        previous = part[-1]
+        repeated.append(np.unique(part[~new]))
+        fresh = part[new]  # a copy: writing it back cannot clobber what it reads
+        values[kept : kept + fresh.size] = fresh
+        kept += fresh.size
+    return values[:kept], np.unique(np.concatenate(repeated))
+
+
+def _value_components(
+    edges_a: np.ndarray, edges_b: np.ndarray, repeated: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The values that can share a cluster (on an edge, or repeated), sorted, and a component number for each."""
+    if edges_a.size:
+        linked, roots = _forest(_ANY_HASH, edges_a, edges_b)
+    else:
+        linked = roots = np.empty(0, dtype=np.uint64)
+    values = np.union1d(linked, repeated)
+    root = values.copy()  # a repeated value on no edge is its own component
+    root[np.searchsorted(values, linked)] = roots
+    return values, np.unique(root, return_inverse=True)[1]
+
+
+def _rows_with_values(
+    h: np.ndarray, excluded: np.ndarray, values: np.ndarray, component: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows (not excluded, ascending) whose hash is one of the sorted ``values``, and that value's component.
+
+    A bitmap of the values' hashed slots (≥ 8 slots per value, so most other rows miss) screens the rows
+    first; only the few that hit are binary-searched.
+    """
+    index_dtype = np.int32 if h.size < 2**31 else np.int64
+    rows = [np.empty(0, dtype=index_dtype)]
+    components = [np.empty(0, dtype=index_dtype)]
+    if values.size:
+        bits = min(max(int(8 * values.size).bit_length(), 16), _MAX_SCREEN_BITS)
+        screen = np.zeros(1 << bits, dtype=bool)
+        screen[_slots(values, bits)] = True
+        for start in range(0, h.size, _CHUNK):
+            part = h[start : start + _CHUNK]
+            maybe = np.flatnonzero(screen[_slots(part, bits)] & ~excluded[start : start + _CHUNK])
+            position = np.minimum(np.searchsorted(values, part[maybe]), values.size - 1)
+            found = values[position] == part[maybe]
+            rows.append((maybe[found] + start).astype(index_dtype))
+            components.append(component[position[found]].astype(index_dtype))
+    return np.concatenate(rows), np.concatenate(components)
+
+
+def _slots(values: np.ndarray, bits: int) -> np.ndarray:
+    """Multiplicative (Fibonacci) hashing of 64-bit values to ``bits``-bit slots: spreads structured values too."""
+    return np.right_shift(np.multiply(values, _FIBONACCI), np.uint64(HASH_BITS - bits))
 
 
 class _EdgeList:
@@ -473,20 +627,28 @@ class _EdgeList:
 
 def _record_truncation(key: np.ndarray, active: np.ndarray, shift: int, stats: NearDuplicateStats) -> None:
     """Count the equal-prefix runs still going at max_offset, and their rows."""
-    prefixes = np.unique(key[active] >> np.uint64(shift))
-    key_prefix = key >> np.uint64(shift)
-    lengths = np.searchsorted(key_prefix, prefixes, side="right") - np.searchsorted(key_prefix, prefixes, side="left")
-    stats.truncated_runs += prefixes.size
+    first = np.unique(key[active] >> np.uint64(shift)) << np.uint64(shift)  # smallest key of each run's prefix
+    last = first | np.uint64((1 << shift) - 1)
+    lengths = np.searchsorted(key, last, side="right") - np.searchsorted(key, first, side="left")
+    stats.truncated_runs += first.size
     stats.truncated_rows += int(lengths.sum())
     stats.longest_run = max(stats.longest_run, int(lengths.max()))
 
 
 def _forest(n: int, edges_a: np.ndarray, edges_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The nodes on any edge, and for each the smallest node of its connected component."""
-    nodes, local = np.unique(np.concatenate([edges_a, edges_b]), return_inverse=True)
-    local_a, local_b = local[: edges_a.size], local[edges_a.size :]
+    """The nodes on any edge, and for each the smallest node of its connected component (``n``: no node is
+    above it — the node count for indices, :data:`_ANY_HASH` for hash values)."""
+    # sort in place and binary-search the ends: a third of np.unique(return_inverse=True)'s temporaries
+    nodes = np.concatenate([edges_a, edges_b])
+    nodes.sort()
+    first = np.ones(nodes.size, dtype=bool)
+    np.not_equal(nodes[1:], nodes[:-1], out=first[1:])
+    nodes = nodes[first]
+    index_dtype = np.int32 if nodes.size < 2**31 else np.int64
+    local_a = np.searchsorted(nodes, edges_a).astype(index_dtype)
+    local_b = np.searchsorted(nodes, edges_b).astype(index_dtype)
     graph = coo_array(
-        (np.ones(local_a.size, dtype=np.int32), (local_a, local_b)), shape=(nodes.size, nodes.size)
+        (np.ones(local_a.size, dtype=np.int8), (local_a, local_b)), shape=(nodes.size, nodes.size)
     ).tocsr()
     count, cc = connected_components(graph, directed=True, connection="weak")
     root = np.full(count, n, dtype=nodes.dtype)

@@ -24,7 +24,7 @@ Index choice (``index=``; ``"auto"`` picks ``"flat"`` up to :data:`FLAT_MAX_ROWS
 
 ``"ivf"`` — approximate: an inverted-file self-join, list by list (the idea of
     ``faiss.contrib.big_batch_search``). Spherical k-means (``faiss.Kmeans``, ``nlist`` ≈ 2·sqrt(n)
-    centroids, 10 iterations on ≤ 64 sampled rows per centroid) partitions the rows by nearest centroid
+    centroids, 10 iterations on ≤ 39 sampled rows per centroid) partitions the rows by nearest centroid
     (``IndexFlatIP`` quantizer); each row also queries the lists of its ``nprobe`` nearest centroids. Per
     list, all its queries meet all its members in one GEMM (numpy; faiss's ``IndexFlatIP.search`` on
     lists of a few hundred rows measured 2–30× slower); pairs within β are kept, at most ``k`` per query
@@ -66,11 +66,26 @@ Recall trade-off of the approximate modes:
 Missed pairs only split clusters (a duplicate survives); every edge is a verified similarity ≥ 1 − β,
 so the approximate modes never merge what the exact one would not.
 
-Memory stays bounded: queries go in batches (:data:`QUERY_BATCH` rows), ivf similarity blocks hold at
-most :data:`JOIN_BLOCK` values, exact range results per block pair at most ``FLAT_BLOCK²`` pairs, and
-edge batches are reduced to a spanning forest as they grow. Beyond the input, ivf needs ~3·n·nprobe·4
-bytes of probe bookkeeping (+0.5 GB at 1M rows, nprobe 16), hnsw a float32 copy of the rows plus its
-graph. The input may be a read-only memmap: rows are only gathered in batches.
+Memory stays bounded: queries go in batches (:data:`QUERY_BATCH` rows), rows are converted to float32
+:data:`GATHER_BATCH` at a time, ivf similarity blocks hold at most :data:`JOIN_BLOCK` values, exact range
+results per block pair at most ``FLAT_BLOCK²`` pairs, and edge batches are reduced to a spanning forest as
+they grow. The input may be a read-only memory map (a :class:`..embed.vector_file.VectorFile`): rows are
+only gathered in batches, and the pages a gather mapped are dropped from the process after every
+:data:`RESIDENT_BUDGET` bytes of it (:func:`_resident_parts`), so the input costs no resident memory
+beyond that. What the call holds then, per input row (n) and per distinct searched row (m ≤ n):
+
+* always ~45 bytes per row: labels (int64), norms → inverse norms (float32), active / representative /
+  searched row ids (int64), plus ~50 bytes per row while identical rows are collapsed (hashes and their
+  argsort, freed before the search);
+* ivf, nprobe P: 12·P + 4 bytes per searched row at the peak (probes int32, their scores and
+  plausibility float32, member order int32; the scores are freed before the probes are grouped by
+  cell, with an int32 counting sort, :func:`_group_by_cell`): 196 bytes at P = 16, 0.2 GB at 1M rows
+  (it was 20·P + 12 = 332 bytes with int64 argsorts); the edges, int32, ≤ max(m/2, 4M) pairs before
+  compaction;
+* fixed or sublinear: the k-means training sample, float32, ``nlist·39`` rows ≈ 78·√m rows × d × 4
+  bytes (122 MB at 200k 768-d rows, 245 MB at 1M, 490 MB at 8.5M: the largest term below ~4M rows),
+  one query batch (16384 × d × 4: 50 MB at 768-d), one similarity block (32 MB);
+* hnsw: a float32 copy of the rows plus its graph.
 
 Threads: ``threads=None`` keeps faiss's default (OpenMP: all cores); otherwise faiss (k-means,
 assignment, flat and hnsw search) uses that many for the call and is restored after — a process-wide
@@ -92,6 +107,7 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import itertools
 import logging
 import math
 import os
@@ -103,6 +119,7 @@ from types import ModuleType
 import numpy as np
 
 from danqing_assets.curation.dedup.near_duplicates import _close_pairs, _components, _EdgeList
+from danqing_assets.curation.embed.vector_file import drop_resident_pages
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +134,25 @@ FLAT_BLOCK = 4096
 """Rows per exact block: one range search yields at most FLAT_BLOCK² pairs (~200 MB worst case)."""
 QUERY_BATCH = 16_384
 """Query rows per search call (exact blocks aside)."""
+GATHER_BATCH = 4096
+"""Rows converted to float32 at a time when gathering (the copy of the stored rows is one batch at most)."""
+RESIDENT_BUDGET = 32 * 2**20
+"""File-backed input: bytes of its pages mapped at most between two drops (see :func:`_resident_parts`)."""
+MAPPED_PER_FAULT = 4 * 2**20
+"""Bytes one read fault may map: 64 KiB of fault-around on older kernels, but Linux 6.18 maps every
+page-cache folio under that window whole, and ext4/xfs folios of a file written in large blocks reach PMD
+size (2 MiB): two folios when the window straddles a boundary (measured: 2 MiB a scattered row)."""
+SORT_CHUNK = 1 << 20
+"""Probe entries sorted at a time when grouping them by cell."""
 JOIN_BLOCK = 8_388_608
 """Similarities computed at once in the ivf join (32 MiB of float32): queries × list members."""
 DEFAULT_NPROBE = 16
 KMEANS_ITERATIONS = 10
-KMEANS_POINTS_PER_CENTROID = 64
+KMEANS_POINTS_PER_CENTROID = 39
+"""k-means trains on nlist × this many sampled rows (float32): 39 is the fewest faiss accepts without its
+"please provide at least 39 × k training points" warning. The sample is the one part of the ivf search that
+grows with the snapshot beyond a few bytes per row (~√n: 122 MB at 200k rows, 245 MB at 1M); 64 per
+centroid cost 1.6× that and found the same planted duplicates."""
 DEFAULT_PROBE_SIGMAS = 6.0
 PROBE_EFFECTIVE_DIM = 256
 LIST_QUERY_FACTOR = 4.0
@@ -260,18 +291,55 @@ class SemanticDedupStats:
 
 
 class _Rows:
-    """Gathers rows of the input as contiguous, L2-normalised float32 (never the whole input at once)."""
+    """Gathers rows of the input as contiguous, L2-normalised float32 (never the whole input at once).
 
-    def __init__(self, source: np.ndarray, inverse_norms: np.ndarray | None) -> None:
+    A file-backed input (a read-only memory map, e.g. :class:`..embed.vector_file.VectorFile`) has the pages
+    read by each gather dropped from this process afterwards, so resident memory stays at one batch
+    rather than growing to the file (the kernel keeps them in its page cache).
+    """
+
+    def __init__(self, source: np.ndarray) -> None:
         self.source = source
-        self.inverse_norms = inverse_norms  # None: rows already unit length
+        self.inverse_norms: np.ndarray | None = None  # None: rows already unit length
+        self.file_backed = drop_resident_pages(source)
+
+    def raw(self, rows: np.ndarray | slice) -> np.ndarray:
+        """Rows as stored (a copy, or a view of an in-memory input)."""
+        if not self.file_backed:
+            return self.source[rows]
+        if isinstance(rows, slice):
+            rows = np.arange(*rows.indices(self.source.shape[0]))
+        out = np.empty((rows.size, self.source.shape[1]), dtype=self.source.dtype)
+        for start, stop in _resident_parts(rows, self.source.strides[0]):
+            out[start:stop] = self.source[rows[start:stop]]
+            drop_resident_pages(self.source)
+        return out
 
     def get(self, rows: np.ndarray) -> np.ndarray:
-        out = self.source[rows]
-        out = out.astype(np.float32, copy=False) if out.dtype != np.float32 else out
-        if self.inverse_norms is not None:
-            out *= self.inverse_norms[rows, None]
-        return np.ascontiguousarray(out)
+        out = np.empty((rows.size, self.source.shape[1]), dtype=np.float32)
+        for s in range(0, rows.size, GATHER_BATCH):  # float16 → float32 a batch at a time: no second whole copy
+            batch = rows[s : s + GATHER_BATCH]
+            out[s : s + batch.size] = self.raw(batch)
+            if self.inverse_norms is not None:
+                out[s : s + batch.size] *= self.inverse_norms[batch, None]
+        return out
+
+
+def _resident_parts(rows: np.ndarray, row_bytes: int) -> list[tuple[int, int]]:
+    """Split a gather from a file-backed input into parts that each map at most about RESIDENT_BUDGET bytes.
+
+    Reading a row maps up to MAPPED_PER_FAULT bytes around it; rows closer together than that share them.
+    A scattered gather of a few hundred rows would otherwise map most of the file before its pages are
+    dropped.
+    """
+    if rows.size == 0:
+        return []
+    jump = np.empty(rows.size, dtype=np.int64)
+    jump[0] = MAPPED_PER_FAULT
+    np.abs(np.diff(rows.astype(np.int64)) * row_bytes, out=jump[1:])
+    part = np.cumsum(np.minimum(jump, MAPPED_PER_FAULT) + row_bytes) // RESIDENT_BUDGET
+    bounds = [0, *(np.flatnonzero(np.diff(part)) + 1).tolist(), rows.size]
+    return list(itertools.pairwise(bounds))
 
 
 def _prepare(embeddings: object, dim: int | None) -> tuple[np.ndarray, int, int]:
@@ -297,37 +365,40 @@ def _prepare(embeddings: object, dim: int | None) -> tuple[np.ndarray, int, int]
     return np.ascontiguousarray(x), n, d
 
 
-def _norms(x: np.ndarray) -> np.ndarray:
-    out = np.empty(x.shape[0], dtype=np.float32)
-    for s in range(0, x.shape[0], QUERY_BATCH):
-        chunk = x[s : s + QUERY_BATCH].astype(np.float32, copy=False)
+def _norms(x: _Rows) -> np.ndarray:
+    n = x.source.shape[0]
+    out = np.empty(n, dtype=np.float32)
+    for s in range(0, n, GATHER_BATCH):
+        chunk = x.raw(slice(s, s + GATHER_BATCH)).astype(np.float32, copy=False)
         with np.errstate(over="ignore", invalid="ignore"):
-            out[s : s + QUERY_BATCH] = np.sqrt(np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64))
+            out[s : s + GATHER_BATCH] = np.sqrt(np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64))
     return out
 
 
-def _collapse_identical(x: np.ndarray, rows: np.ndarray, seed: int) -> np.ndarray:
+def _collapse_identical(x: _Rows, rows: np.ndarray, seed: int) -> np.ndarray:
     """For each of ``rows`` (ascending), the first row of ``rows`` with the same bytes (itself if none)."""
     if rows.size < 2:
         return rows.copy()
-    word = {2: np.uint16, 4: np.uint32, 8: np.uint64}[x.dtype.itemsize]
-    weights = np.random.default_rng(seed).integers(0, 2**63, x.shape[1], dtype=np.uint64) | np.uint64(1)
+    word = {2: np.uint16, 4: np.uint32, 8: np.uint64}[x.source.dtype.itemsize]
+    weights = np.random.default_rng(seed).integers(0, 2**63, x.source.shape[1], dtype=np.uint64) | np.uint64(1)
     h = np.empty(rows.size, dtype=np.uint64)
     for s in range(0, rows.size, 4096):
-        chunk = x[rows[s : s + 4096]].view(word).astype(np.uint64)
+        chunk = x.raw(rows[s : s + 4096]).view(word).astype(np.uint64)
         chunk *= weights
         h[s : s + 4096] = chunk.sum(axis=1)
     order = np.argsort(h, kind="stable")  # rows ascending within equal hashes
     hs = h[order]
+    del h
     starts = np.ones(rows.size, dtype=bool)
     starts[1:] = hs[1:] != hs[:-1]
+    del hs
     head = order[np.maximum.accumulate(np.where(starts, np.arange(rows.size), 0))]
     rep = np.arange(rows.size)
     candidates = np.flatnonzero(~starts)
     for s in range(0, candidates.size, 4096):
         c = candidates[s : s + 4096]
         members, heads = order[c], head[c]
-        same = (x[rows[members]].view(word) == x[rows[heads]].view(word)).all(axis=1)
+        same = (x.raw(rows[members]).view(word) == x.raw(rows[heads]).view(word)).all(axis=1)
         rep[members[same]] = heads[same]
     return rows[rep]
 
@@ -389,15 +460,16 @@ def semantic_clusters(
                                    threads=faiss.omp_get_max_threads())  # fmt: skip
         labels = np.arange(n, dtype=np.int64)
 
-        norms = _norms(x)
+        rows = _Rows(x)
+        norms = _norms(rows)
         valid = np.isfinite(norms) & (norms > 0)
         stats.invalid = int(n - valid.sum())
         stats.excluded = int((excluded & valid).sum())
         active = np.flatnonzero(valid & ~excluded)
         unit = bool(np.all(np.abs(norms[active] - 1.0) <= 1e-6)) if x.dtype == np.float32 else False
-        inverse_norms = None if unit else (1.0 / np.where(valid, norms, 1.0)).astype(np.float32)
-        rows = _Rows(x, inverse_norms)
-        rep_row = _collapse_identical(x, active, seed)  # per active row: its first identical row
+        rows.inverse_norms = None if unit else (1.0 / np.where(valid, norms, 1.0)).astype(np.float32)
+        del norms, valid
+        rep_row = _collapse_identical(rows, active, seed)  # per active row: its first identical row
         unique = np.unique(rep_row)  # ascending row indices, searched
         stats.identical = int(active.size - unique.size)
         stats.searched = m = int(unique.size)
@@ -528,19 +600,15 @@ def _ivf_pairs(
         scores[s : s + QUERY_BATCH], probes[s : s + QUERY_BATCH] = quantizer.search(
             rows.get(unique[s : s + QUERY_BATCH]), nprobe
         )
-    primary = probes[:, 0].copy()
-    member_order = np.argsort(primary, kind="stable").astype(np.int64)
-    member_bounds = np.searchsorted(primary[member_order], np.arange(nlist + 1))
+    member_order, member_bounds = _group_by_cell(probes[:, 0], nlist)
     plausibility = np.zeros((m, nprobe), dtype=np.float32)  # probe gap in units of the pruning margin
     if nprobe > 1:
         _prune_probes(probes, scores, plausibility, centroids, member_order, member_bounds, threshold, probe_sigmas,
                       d, stats)  # fmt: skip
     del scores
-    probe_lists = probes.ravel()
     gaps = plausibility.ravel()
-    query_order = np.argsort(probe_lists, kind="stable")  # positions into probes.ravel(): query = pos // nprobe
-    query_bounds = np.searchsorted(probe_lists[query_order], np.arange(nlist + 1))  # pruned (-1) sort first
-    del probes, probe_lists
+    query_order, query_bounds = _group_by_cell(probes.ravel(), nlist)  # positions: query = pos // nprobe
+    del probes
     list_sizes = np.diff(member_bounds)
     stats.largest_list = int(list_sizes.max())
     stats.seconds_assign = time.perf_counter() - t
@@ -562,6 +630,30 @@ def _ivf_pairs(
             queries = queries_all[s : s + step]
             _join_block(rows.get(unique[queries]), member_rows, queries, members, threshold, k, edges, stats)
     stats.seconds_search = time.perf_counter() - t
+
+
+def _group_by_cell(cells: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``cells`` (values in [-1, nlist)) grouped by value, ascending within each, and per cell
+    c in [0, nlist] the start of its group (``bounds[c]`` = number of values < c; pruned -1 come first).
+
+    The same as a stable argsort followed by a searchsorted, but a counting sort done a chunk at a time:
+    the order is int32 when it fits (4 bytes per position instead of argsort's 8, with no int64 copy).
+    """
+    counts = np.zeros(nlist + 1, dtype=np.int64)  # per value + 1
+    for s in range(0, cells.size, SORT_CHUNK):
+        counts += np.bincount(cells[s : s + SORT_CHUNK] + 1, minlength=nlist + 1)
+    starts = np.concatenate(([0], np.cumsum(counts)))
+    order = np.empty(cells.size, dtype=np.int32 if cells.size < 2**31 else np.int64)
+    free = starts[:-1].copy()  # next slot of each value
+    for s in range(0, cells.size, SORT_CHUNK):
+        chunk = cells[s : s + SORT_CHUNK]
+        local = np.argsort(chunk, kind="stable")
+        keys = chunk[local] + 1
+        chunk_counts = np.bincount(keys, minlength=nlist + 1)
+        first_in_chunk = np.cumsum(chunk_counts) - chunk_counts
+        order[free[keys] + np.arange(keys.size) - first_in_chunk[keys]] = local + s
+        free += chunk_counts
+    return order, starts[1:]
 
 
 def _prune_probes(
