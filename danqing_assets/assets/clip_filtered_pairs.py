@@ -35,7 +35,7 @@ import polars as pl
 
 from ..asset_versions import asset_code_version, follows_upstream_and_settings
 from ..curation.dedup.near_duplicates import pick_representatives
-from ..curation.dedup.semantic import semantic_clusters
+from ..curation.dedup.semantic import row_norms, semantic_clusters, valid_norms
 from ..curation.embed.clip_model import RANDOM_WEIGHTS_WARNING
 from ..curation.embed.embedder import from_binary
 from ..curation.embed.vector_file import VectorFile
@@ -88,11 +88,8 @@ def read_columns(store: ObjectStore, manifest: TableManifest, columns: list[str]
 
 
 def valid_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows semantic_clusters counts as valid: finite, non-zero float32 norm (computed as it does)."""
-    rows = vectors.astype(np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
-        norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64)).astype(np.float32)
-    return np.isfinite(norms) & (norms > 0)
+    """Rows semantic_clusters counts as valid (its own norm and test)."""
+    return valid_norms(row_norms(vectors))
 
 
 def embedding_dim(manifest: TableManifest, embeddings: pl.Series) -> int:

@@ -32,7 +32,7 @@ import polars as pl
 
 from ..embed.vector_file import drop_resident_pages
 from .near_duplicates import _COMPACT_MIN_EDGES, _EdgeList, _forest, cluster_near_duplicates, degenerate_hashes
-from .semantic import FLAT_BLOCK, faiss
+from .semantic import FLAT_BLOCK, faiss, row_norms, valid_norms
 
 SAME_PAIR = "cross_snapshot:same_pair"
 PHASH_DUPLICATE = "cross_snapshot:phash"
@@ -156,9 +156,8 @@ class _Rows:
 
     @staticmethod
     def _unit(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with np.errstate(over="ignore", invalid="ignore"):
-            norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64)).astype(np.float32)
-        valid = np.isfinite(norms) & (norms > 0)
+        norms = row_norms(rows)
+        valid = valid_norms(norms)
         rows *= (1.0 / np.where(valid, norms, 1.0)).astype(np.float32)[:, None]
         rows[~valid] = 0.0  # never compared (pairs with them are dropped); zero keeps NaN out of faiss
         return rows, valid

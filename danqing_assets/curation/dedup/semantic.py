@@ -365,13 +365,24 @@ def _prepare(embeddings: object, dim: int | None) -> tuple[np.ndarray, int, int]
     return np.ascontiguousarray(x), n, d
 
 
+def row_norms(rows: np.ndarray) -> np.ndarray:
+    """L2 norm of each row, summed in float64 and returned as float32: the one definition of a row's norm for
+    the clustering and everything that must agree with it on which rows are valid (:func:`valid_norms`)."""
+    rows = rows.astype(np.float32, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64)).astype(np.float32)
+
+
+def valid_norms(norms: np.ndarray) -> np.ndarray:
+    """Rows that take part: finite, non-zero norm (NaN/inf rows and zero rows stay singletons)."""
+    return np.isfinite(norms) & (norms > 0)
+
+
 def _norms(x: _Rows) -> np.ndarray:
     n = x.source.shape[0]
     out = np.empty(n, dtype=np.float32)
     for s in range(0, n, GATHER_BATCH):
-        chunk = x.raw(slice(s, s + GATHER_BATCH)).astype(np.float32, copy=False)
-        with np.errstate(over="ignore", invalid="ignore"):
-            out[s : s + GATHER_BATCH] = np.sqrt(np.einsum("ij,ij->i", chunk, chunk, dtype=np.float64))
+        out[s : s + GATHER_BATCH] = row_norms(x.raw(slice(s, s + GATHER_BATCH)))
     return out
 
 
@@ -462,7 +473,7 @@ def semantic_clusters(
 
         rows = _Rows(x)
         norms = _norms(rows)
-        valid = np.isfinite(norms) & (norms > 0)
+        valid = valid_norms(norms)
         stats.invalid = int(n - valid.sum())
         stats.excluded = int((excluded & valid).sum())
         active = np.flatnonzero(valid & ~excluded)
